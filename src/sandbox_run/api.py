@@ -1,0 +1,194 @@
+"""The public entry points: run code, a script file, or any executable."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Callable, Sequence
+
+import trio
+
+from .controller.session import Exit, GuestProgram, run_guest
+from .errors import PolicyError
+from .policy.schema import Policy
+from .policy.units import format_duration
+from .result import Denial, Outcome, Result, errno_name, signal_name
+from .vfs import layout
+from .vfs.system import image_for, pypy_image
+
+#: The guest interpreter: Debian's stock PyPy 3.
+PYPY = "/usr/bin/pypy3"
+#: Longest script accepted (it is copied into the sandbox).
+MAX_SCRIPT = 64 << 20
+
+OutputSink = Callable[[bytes], None]
+
+
+def _guest_env(policy: Policy) -> tuple[tuple[str, str], ...]:
+    # Leave the GC room below the address-space cap, so that the guest gets a
+    # MemoryError before the hard limit kills it.
+    gc_max = max(policy.memory * 3 // 4, policy.memory - (256 << 20))
+    return (
+        ("PATH", "/usr/bin:/bin"),
+        ("HOME", "/sandbox"),
+        ("TMPDIR", "/tmp"),
+        ("LC_ALL", "C.UTF-8"),
+        ("PYPY_GC_MAX", str(gc_max)),
+    )
+
+
+def python_program(name: str, source: bytes, argv: Sequence[str], policy: Policy) -> GuestProgram:
+    """A Python script run by the sandboxed PyPy through the bootstrap."""
+    if "/" in name or name in ("", ".", ".."):
+        raise PolicyError(f"bad script name {name!r}")
+    if len(source) > MAX_SCRIPT:
+        raise PolicyError(f"script is larger than {MAX_SCRIPT >> 20} MiB")
+    image = pypy_image(PYPY)
+    script = f"/sandbox/{name}"
+    gargv = (PYPY, "-S", "-B", layout.BOOTSTRAP_VPATH, script, *argv)
+    return GuestProgram(image, os.path.realpath(PYPY), gargv, _guest_env(policy),
+                        (layout.Script(name, source),), bootstrap=True)
+
+
+def exec_program(path: str, argv: Sequence[str], policy: Policy) -> GuestProgram:
+    """Any ELF executable, visible to itself at /sandbox/<name>."""
+    if not os.path.isfile(path):
+        raise PolicyError(f"{path}: no such file")
+    if not os.access(path, os.X_OK):
+        raise PolicyError(f"{path}: not executable")
+    name = os.path.basename(path)
+    image = image_for(os.path.abspath(path))
+    with open(path, "rb") as f:
+        content = f.read(MAX_SCRIPT + 1)
+    if len(content) > MAX_SCRIPT:
+        raise PolicyError(f"{path}: larger than {MAX_SCRIPT >> 20} MiB")
+    # The host path is what runs; the guest sees its own copy at /sandbox.
+    return GuestProgram(image, f"/sandbox/{name}", (f"/sandbox/{name}", *argv),
+                        _guest_env(policy), (layout.Script(name, content),), bootstrap=False)
+
+
+def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
+    if ex.launch_error is not None:
+        outcome, reason = Outcome.ERROR, ex.launch_error
+    elif ex.timed_out:
+        outcome = Outcome.TIMEOUT
+        reason = f"wall-clock timeout: killed after {format_duration(policy.timeout)}"
+    elif ex.signal == signal.SIGSYS:
+        outcome = Outcome.POLICY_VIOLATION
+        reason = "killed by the seccomp filter: a foreign system-call ABI (i386 or x32)"
+    elif ex.signal is not None:
+        outcome = Outcome.CRASHED
+        reason = f"killed by {signal_name(ex.signal)}"
+    else:
+        outcome = Outcome.COMPLETED
+        reason = f"exited with status {ex.status}"
+    return Result(
+        outcome=outcome,
+        reason=reason,
+        exit_code=ex.status,
+        signal=ex.signal,
+        stdout=bytes(out) if out is not None else None,
+        stderr=bytes(err) if err is not None else None,
+        wall_time=ex.wall_time,
+        syscalls=dict(ex.stats.counts),
+        denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
+    )
+
+
+async def _run(program: GuestProgram, policy: Policy, *, stdin: bytes | None,
+               capture_output: bool, stdout: OutputSink | None, stderr: OutputSink | None,
+               trace: Callable[[str], None] | None) -> Result:
+    out = bytearray() if capture_output and stdout is None else None
+    err = bytearray() if capture_output and stderr is None else None
+
+    def sink(buf: bytearray | None, fn: OutputSink | None) -> OutputSink:
+        if fn is not None:
+            return fn
+        if buf is not None:
+            return buf.extend
+        return lambda data: None
+
+    ex = await run_guest(program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr),
+                         stdin=stdin, trace=trace)
+    return _result(ex, policy, out, err)
+
+
+async def run_async(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
+                    stdin: bytes | None = None, capture_output: bool = True,
+                    stdout: OutputSink | None = None, stderr: OutputSink | None = None,
+                    trace: Callable[[str], None] | None = None) -> Result:
+    """Run Python source ``code`` in a sandbox (trio).  See ``run``."""
+    policy = policy or Policy()
+    program = python_program("main.py", code.encode(), argv, policy)
+    return await _run(program, policy, stdin=stdin, capture_output=capture_output,
+                      stdout=stdout, stderr=stderr, trace=trace)
+
+
+async def run_path_async(path: str | os.PathLike[str], *, policy: Policy | None = None,
+                         argv: Sequence[str] = (), stdin: bytes | None = None,
+                         capture_output: bool = True, stdout: OutputSink | None = None,
+                         stderr: OutputSink | None = None,
+                         trace: Callable[[str], None] | None = None) -> Result:
+    """Run the Python script at ``path`` in a sandbox (trio).  See ``run_path``."""
+    policy = policy or Policy()
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            source = f.read(MAX_SCRIPT + 1)
+    except FileNotFoundError:
+        raise PolicyError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise PolicyError(f"{p}: is a directory") from None
+    except OSError as e:
+        raise PolicyError(f"{p}: {e.strerror}") from None
+    program = python_program(os.path.basename(p), source, argv, policy)
+    return await _run(program, policy, stdin=stdin, capture_output=capture_output,
+                      stdout=stdout, stderr=stderr, trace=trace)
+
+
+async def run_exec_async(program: str | os.PathLike[str], argv: Sequence[str] = (), *,
+                         policy: Policy | None = None, stdin: bytes | None = None,
+                         capture_output: bool = True, stdout: OutputSink | None = None,
+                         stderr: OutputSink | None = None,
+                         trace: Callable[[str], None] | None = None) -> Result:
+    """Run any executable as the guest, under the same virtualisation (trio)."""
+    policy = policy or Policy()
+    prog = exec_program(os.fspath(program), argv, policy)
+    return await _run(prog, policy, stdin=stdin, capture_output=capture_output,
+                      stdout=stdout, stderr=stderr, trace=trace)
+
+
+def run(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
+        stdin: bytes | None = None, capture_output: bool = True,
+        trace: Callable[[str], None] | None = None) -> Result:
+    """Run Python source ``code`` in a sandbox and wait for it.
+
+    The guest sees the code as /sandbox/main.py, with ``argv`` after it and
+    /sandbox as its working directory.  ``stdin`` (bytes) is its standard
+    input, else it reads end-of-file.  With ``capture_output`` (the default)
+    the Result carries stdout and stderr.
+    """
+    return trio.run(functools.partial(run_async, code, policy=policy, argv=argv, stdin=stdin,
+                                      capture_output=capture_output, trace=trace))
+
+
+def run_path(path: str | os.PathLike[str], *, policy: Policy | None = None,
+             argv: Sequence[str] = (), stdin: bytes | None = None,
+             capture_output: bool = True,
+             trace: Callable[[str], None] | None = None) -> Result:
+    """Run the Python script at ``path`` in a sandbox and wait for it.
+
+    The script is copied in as /sandbox/<its name>.
+    """
+    return trio.run(functools.partial(run_path_async, path, policy=policy, argv=argv,
+                                      stdin=stdin, capture_output=capture_output, trace=trace))
+
+
+def run_exec(program: str | os.PathLike[str], argv: Sequence[str] = (), *,
+             policy: Policy | None = None, stdin: bytes | None = None,
+             capture_output: bool = True,
+             trace: Callable[[str], None] | None = None) -> Result:
+    """Run any executable as the guest (for testing the OS layer with native code)."""
+    return trio.run(functools.partial(run_exec_async, program, argv, policy=policy, stdin=stdin,
+                                      capture_output=capture_output, trace=trace))

@@ -1,0 +1,276 @@
+"""Answer a guest's notified system calls, one table lookup each.
+
+``serve`` is the per-guest trio task: it waits for the listener to become
+readable, then drains pending notifications without returning to the
+scheduler (up to a batch limit, for fairness between sandboxes).  Each
+notification is looked up in ``syscalls.TABLE``; ``handle`` entries go to the
+handler of the same name, ``refuse`` entries are answered with their errno and
+logged.  Every path through ``dispatch`` ends in exactly one answer, and no
+exception from a handler can escape it: a bug in a handler fails the call,
+never the controller, and never lets the call through.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from ..errors import SyscallError
+from . import syscalls
+from .kernel import GuestFault, Notification
+from .syscalls import Kind
+
+if TYPE_CHECKING:
+    from .guest import Guest
+
+log = logging.getLogger("sandbox_run")
+
+#: Notifications handled in a row before yielding to other sandboxes.
+BATCH = 64
+#: Longest path argument the controller reads (PATH_MAX, with its NUL).
+PATH_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Inject:
+    """Answer with a new descriptor: ``host_fd`` installed in the guest."""
+
+    host_fd: int
+    cloexec: bool
+
+
+class _Continue:
+    """Let the kernel run the call as made (register-only calls)."""
+
+    __slots__ = ()
+
+
+CONTINUE: Final = _Continue()
+Reply = int | Inject | _Continue
+Handler = Callable[["Call"], Reply]
+
+#: Calls whose handlers may answer CONTINUE: their pointer arguments (if
+#: any) never decide what the call reaches.  The dispatcher enforces this.
+CONTINUE_OK: Final = frozenset({"kill", "tgkill", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"})
+
+
+class Call:
+    """One notified system call, as a handler sees it."""
+
+    __slots__ = ("args", "guest", "id", "name", "note", "shown", "_touched", "_valid")
+
+    def __init__(self, guest: Guest, note: Notification, name: str) -> None:
+        self.guest = guest
+        self.note = note
+        self.id = note.id
+        self.args = note.args
+        self.name = name
+        self.shown: dict[int, str] = {}  # decoded arguments, for the trace
+        self._touched = False
+        self._valid = False
+
+    # --- reading the guest ---------------------------------------------
+    def path(self, i: int) -> bytes:
+        """The NUL-terminated path in argument ``i``."""
+        addr = self.args[i]
+        self._touched = True
+        try:
+            s = self.guest.mem.read_cstring(addr, PATH_LIMIT - 1)
+        except GuestFault:
+            raise SyscallError(errno.EFAULT, "bad path pointer") from None
+        if s is None:
+            raise SyscallError(errno.ENAMETOOLONG, "path longer than PATH_MAX")
+        self.shown[i] = repr(s)[1:]
+        return s
+
+    def read(self, addr: int, size: int) -> bytes:
+        self._touched = True
+        try:
+            return self.guest.mem.read_exact(addr, size)
+        except GuestFault:
+            raise SyscallError(errno.EFAULT, "bad pointer") from None
+
+    def check_id(self) -> None:
+        """Confirm the call is still pending after reading guest memory.
+
+        Handlers with side effects call this between decoding and acting; the
+        dispatcher calls it before answering any call that read memory.
+        """
+        if not self._valid:
+            if not self.guest.listener.id_valid(self.id):
+                raise _Vanished()
+            self._valid = True
+
+    # --- answering -------------------------------------------------------
+    def write(self, addr: int, data: bytes) -> None:
+        if self._touched:
+            self.check_id()
+        try:
+            self.guest.mem.write(addr, data)
+        except GuestFault:
+            raise SyscallError(errno.EFAULT, "bad output pointer") from None
+
+    def fd_arg(self, i: int) -> int:
+        """The guest descriptor number in argument ``i`` (an int, as the kernel reads it)."""
+        v = self.args[i] & 0xFFFF_FFFF
+        return v - (1 << 32) if v >= 1 << 31 else v
+
+    def dup(self, guest_fd: int) -> int:
+        """A controller-side duplicate of a guest descriptor (caller closes it)."""
+        if guest_fd < 0:
+            raise SyscallError(errno.EBADF, "negative descriptor")
+        try:
+            return self.guest.getfd(guest_fd)
+        except OSError as e:
+            raise SyscallError(errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF,
+                               "no such descriptor") from None
+
+    @property
+    def touched(self) -> bool:
+        return self._touched
+
+
+class _Vanished(Exception):
+    """The guest call went away (its thread died) while we handled it."""
+
+
+@dataclass(slots=True)
+class Denial:
+    """A refused call, kept for the Result and the log."""
+
+    syscall: str
+    errno: int
+    reason: str
+
+
+@dataclass(slots=True)
+class CallStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    denials: list[Denial] = field(default_factory=list)
+    denials_dropped: int = 0
+
+    MAX_DENIALS = 200
+
+    def deny(self, d: Denial) -> None:
+        if len(self.denials) < self.MAX_DENIALS:
+            self.denials.append(d)
+        else:
+            self.denials_dropped += 1
+
+
+def _format_result(reply: Reply | None, err: SyscallError | None) -> str:
+    if err is not None:
+        return f"-1 {errno.errorcode.get(err.errno, str(err.errno))} ({err.reason})"
+    if isinstance(reply, Inject):
+        return "<fd>"
+    if reply is CONTINUE:
+        return "<allowed>"
+    return str(reply)
+
+
+def _trace_line(call: Call, result: str) -> str:
+    args = []
+    for i in range(syscalls_argc(call.name)):
+        args.append(call.shown.get(i, hex(call.args[i]) if call.args[i] > 9 else str(call.args[i])))
+    return f"[{call.note.pid}] {call.name}({', '.join(args)}) = {result}"
+
+
+_ARGC: dict[str, int] = {}
+
+
+def syscalls_argc(name: str) -> int:
+    return _ARGC.get(name, 3)
+
+
+def dispatch(guest: Guest, note: Notification, handlers: list[Handler | None]) -> None:
+    """Answer one notification.  Never raises for anything the guest did."""
+    nr = note.nr
+    entry = syscalls.TABLE[nr] if 0 <= nr <= syscalls.MAX_NR else syscalls.entry_for(nr)
+    name = entry.name
+    guest.stats.counts[name] += 1
+    call = Call(guest, note, name)
+    reply: Reply | None = None
+    err: SyscallError | None = None
+    try:
+        if note.arch != syscalls.AUDIT_ARCH_X86_64:
+            # The filter kills foreign ABIs; reaching here means it did not.
+            raise SyscallError(errno.ENOSYS, "foreign system-call ABI")
+        handler = handlers[nr] if 0 <= nr < len(handlers) else None
+        if entry.kind is Kind.HANDLE and handler is not None:
+            reply = handler(call)
+            if reply is CONTINUE and name not in CONTINUE_OK:
+                raise SyscallError(errno.ENOSYS, f"internal: {name} may not continue")
+        else:
+            raise SyscallError(entry.errno or errno.ENOSYS, entry.reason)
+        if call.touched:
+            call.check_id()
+    except SyscallError as e:
+        err = e
+    except _Vanished:
+        _close_reply(reply)
+        return
+    except Exception:  # a controller bug: fail the call, keep serving
+        log.exception("handler for %s failed", name)
+        _close_reply(reply)
+        reply = None
+        err = SyscallError(errno.EIO, "internal error in the controller")
+    if err is not None:
+        if entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+            guest.stats.deny(Denial(name, err.errno, err.reason))
+            log.info("guest %d: %s refused: %s", guest.pid, name, err)
+        guest.listener.reply(call.id, error=err.errno)
+    elif isinstance(reply, Inject):
+        try:
+            guest.listener.inject_fd(call.id, reply.host_fd, reply.cloexec)
+        except OSError as e:
+            # EMFILE in the guest, for instance: report it as the call's error.
+            guest.listener.reply(call.id, error=e.errno or errno.EIO)
+            err = SyscallError(e.errno or errno.EIO, "descriptor injection failed")
+        finally:
+            os.close(reply.host_fd)
+    elif reply is CONTINUE:
+        guest.listener.allow(call.id)
+    elif isinstance(reply, int):
+        guest.listener.reply(call.id, value=reply)
+    if guest.trace is not None:
+        guest.trace(_trace_line(call, _format_result(reply, err)))
+
+
+def _close_reply(reply: Reply | None) -> None:
+    if isinstance(reply, Inject):
+        os.close(reply.host_fd)
+
+
+async def serve(guest: Guest, handlers: list[Handler | None]) -> None:
+    """Answer the guest's notifications until it has no task left."""
+    poller = select.poll()
+    poller.register(guest.listener.fd, select.POLLIN)
+    while True:
+        await trio.lowlevel.wait_readable(guest.listener.fd)
+        for _ in range(BATCH):
+            events = poller.poll(0)
+            if not events:
+                break
+            ev = events[0][1]
+            if ev & select.POLLIN:
+                note = guest.listener.recv()
+                if note is not None:
+                    dispatch(guest, note, handlers)
+                continue
+            if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return  # every task of the guest is gone
+            break
+        else:
+            await trio.lowlevel.checkpoint()
+
+
+def set_argc(table: dict[str, int]) -> None:
+    _ARGC.update(table)

@@ -1,0 +1,48 @@
+"""Handlers for the syscall table's ``handle`` entries, one per system call.
+
+A handler takes the ``Call`` and returns the call's value, an ``Inject`` (a
+new descriptor for the guest) or ``CONTINUE`` (register-only calls, see
+``dispatch.CONTINUE_OK``).  It fails the call by raising ``SyscallError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .. import syscalls
+from ..dispatch import Handler, set_argc
+
+_REGISTRY: dict[str, Handler] = {}
+
+
+def handles(*names: str, argc: int) -> Callable[[Handler], Handler]:
+    """Register a handler for the named system calls (``argc`` is for traces)."""
+
+    def register(fn: Handler) -> Handler:
+        for n in names:
+            if n in _REGISTRY:
+                raise ValueError(f"two handlers for {n}")
+            if n not in syscalls.NR:
+                raise ValueError(f"no system call named {n}")
+            _REGISTRY[n] = fn
+            set_argc({n: argc})
+        return fn
+
+    return register
+
+
+def handler_table() -> list[Handler | None]:
+    """Handlers indexed by syscall number.  Every ``handle`` entry must have one,
+    and no handler may exist for a call the table does not hand over."""
+    from . import files, identity, process, signals, system  # noqa: F401  (registration)
+
+    table: list[Handler | None] = [None] * (syscalls.MAX_NR + 1)
+    for e in syscalls.TABLE:
+        fn = _REGISTRY.get(e.name)
+        if e.kind is syscalls.Kind.HANDLE:
+            if fn is None:
+                raise LookupError(f"syscall {e.name} is marked 'handle' but has no handler")
+            table[e.nr] = fn
+        elif fn is not None:
+            raise LookupError(f"syscall {e.name} has a handler but the table says {e.kind.value}")
+    return table

@@ -1,0 +1,368 @@
+"""Every ioctl, pidfd and process-memory operation of the controller.
+
+Kept in one small module so that the rest of the controller deals in plain
+values.  Nothing here decides policy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import struct
+from dataclasses import dataclass
+
+# --- seccomp user notification (linux/seccomp.h) --------------------------
+_NOTIF = struct.Struct("=QII" + "iIQ6Q")  # seccomp_notif: id, pid, flags, seccomp_data
+_RESP = struct.Struct("=QqiI")  # seccomp_notif_resp: id, val, error, flags
+_ADDFD = struct.Struct("=QIIII")  # seccomp_notif_addfd: id, flags, srcfd, newfd, newfd_flags
+_ID = struct.Struct("=Q")
+
+
+def _ioc(direction: int, nr: int, size: int) -> int:
+    return direction << 30 | size << 16 | ord("!") << 8 | nr
+
+
+IOCTL_NOTIF_RECV = _ioc(3, 0, _NOTIF.size)
+IOCTL_NOTIF_SEND = _ioc(3, 1, _RESP.size)
+IOCTL_NOTIF_ID_VALID = _ioc(1, 2, _ID.size)
+IOCTL_NOTIF_ADDFD = _ioc(1, 3, _ADDFD.size)
+USER_NOTIF_FLAG_CONTINUE = 1
+ADDFD_FLAG_SEND = 2
+
+_NR_PIDFD_GETFD = 438
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def _check(ret: int) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One stopped system call, as the kernel reported it."""
+
+    id: int
+    pid: int
+    nr: int
+    arch: int
+    ip: int
+    args: tuple[int, int, int, int, int, int]
+
+
+class Listener:
+    """The controller's end of a guest's seccomp filter."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def recv(self) -> Notification | None:
+        """The next notification, or None if it vanished (the caller died)."""
+        buf = bytearray(_NOTIF.size)  # must be zeroed before every RECV
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_RECV, buf)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.EINTR):
+                return None
+            raise
+        nid, pid, _flags, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _NOTIF.unpack(buf)
+        return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+
+    def id_valid(self, nid: int) -> bool:
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_ID_VALID, _ID.pack(nid))
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def reply(self, nid: int, value: int = 0, error: int = 0) -> bool:
+        """Answer a call: ``-error`` if error, else ``value``.  False if it vanished."""
+        return self._send(_RESP.pack(nid, value if not error else 0, -error, 0))
+
+    def allow(self, nid: int) -> bool:
+        """Let the kernel run the call as made.  Only for register-only calls."""
+        return self._send(_RESP.pack(nid, 0, 0, USER_NOTIF_FLAG_CONTINUE))
+
+    def _send(self, resp: bytes) -> bool:
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_SEND, resp)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def inject_fd(self, nid: int, host_fd: int, cloexec: bool) -> int | None:
+        """Install ``host_fd`` in the guest and answer the call with its number.
+
+        Atomic (ADDFD_FLAG_SEND): either the guest gets the descriptor as the
+        result of its call, or nothing is installed.  None if the call vanished.
+        """
+        buf = bytearray(_ADDFD.pack(nid, ADDFD_FLAG_SEND, host_fd, 0, os.O_CLOEXEC if cloexec else 0))
+        try:
+            return fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class GuestFault(Exception):
+    """A guest pointer could not be read or written (EFAULT for the guest)."""
+
+
+class GuestMemory:
+    """The guest's address space, through ``/proc/<pid>/mem``.
+
+    The descriptor pins the address space it was opened on, so a recycled pid
+    can never redirect a read or write to another process.
+    """
+
+    __slots__ = ("fd",)
+
+    #: Highest user-space address on x86-64 (47-bit, or 56-bit with LA57).
+    LIMIT = 1 << 56
+
+    def __init__(self, pid: int) -> None:
+        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``addr``; short if the range runs into unmapped memory."""
+        if addr <= 0 or addr >= self.LIMIT or size < 0:
+            raise GuestFault(addr)
+        size = min(size, self.LIMIT - addr)
+        try:
+            data = os.pread(self.fd, size, addr)
+        except OSError as e:
+            raise GuestFault(addr) from e
+        if not data and size:
+            raise GuestFault(addr)
+        return data
+
+    def read_exact(self, addr: int, size: int) -> bytes:
+        data = self.read(addr, size) if size else b""
+        if len(data) != size:
+            raise GuestFault(addr + len(data))
+        return data
+
+    def read_cstring(self, addr: int, limit: int) -> bytes | None:
+        """The NUL-terminated string at ``addr``, or None if longer than ``limit``."""
+        out = b""
+        while True:
+            # Read up to the end of the page first: a string may end just
+            # before an unmapped page.
+            chunk = min(4096 - (addr + len(out)) % 4096, limit + 1 - len(out))
+            data = self.read(addr + len(out), chunk)
+            nul = data.find(b"\0")
+            if nul >= 0:
+                out += data[:nul]
+                return out if len(out) <= limit else None
+            out += data
+            if len(out) > limit:
+                return None
+
+    def write(self, addr: int, data: bytes) -> None:
+        if addr <= 0 or addr + len(data) > self.LIMIT:
+            raise GuestFault(addr)
+        try:
+            n = os.pwrite(self.fd, data, addr)
+        except OSError as e:
+            raise GuestFault(addr) from e
+        if n != len(data):
+            raise GuestFault(addr + n)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A duplicate, in the controller, of descriptor ``target_fd`` of the guest."""
+    # The kernel sets close-on-exec on the new descriptor.
+    return _check(_syscall(ctypes.c_long(_NR_PIDFD_GETFD), ctypes.c_long(pidfd),
+                           ctypes.c_long(target_fd), ctypes.c_long(0)))
+
+
+# --- starting a guest through the launcher ---------------------------------
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox-run-launcher")
+_CONFIG_MAGIC = 0x4C58_4253  # b"SBXL"
+_CONFIG_VERSION = 1
+FLAG_DROP_PRIVILEGES = 1
+_SYNC = struct.Struct("=II")
+LAUNCH_STEPS = {
+    1: "parsing the launcher's arguments",
+    2: "reading the launch configuration",
+    3: "setting a resource limit",
+    4: "dropping privileges",
+    5: "setting no_new_privs",
+    6: "setting the parent-death signal",
+    7: "closing inherited descriptors",
+    8: "loading the seccomp filter",
+    9: "executing the guest program",
+}
+# Descriptor numbers the launcher receives; stdio takes 0-2.
+_CONFIG_FD, _SYNC_FD, _EXEC_FD = 3, 4, 5
+
+
+class LaunchError(Exception):
+    """The launcher could not start the guest."""
+
+    def __init__(self, step: int, err: int) -> None:
+        what = LAUNCH_STEPS.get(step, f"step {step}")
+        super().__init__(f"launching the guest failed while {what}: {os.strerror(err)}")
+        self.step = step
+        self.errno = err
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchConfig:
+    program: str  # host path of the executable
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    filter: bytes  # packed sock_filter instructions
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # (resource, soft, hard)
+    drop_to: tuple[int, int] | None = None  # (uid, gid) when the controller is root
+
+    def pack(self) -> bytes:
+        flags = FLAG_DROP_PRIVILEGES if self.drop_to else 0
+        uid, gid = self.drop_to or (0, 0)
+        out = [struct.pack("=6I", _CONFIG_MAGIC, _CONFIG_VERSION, flags, uid, gid,
+                           len(self.rlimits))]
+        out += [struct.pack("=IIQQ", r, 0, soft, hard) for r, soft, hard in self.rlimits]
+        out.append(struct.pack("=II", len(self.filter) // 8, 0))
+        out.append(self.filter)
+        return b"".join(out)
+
+
+@dataclass(slots=True)
+class Spawned:
+    """A launcher process on its way to becoming the guest."""
+
+    pid: int
+    pidfd: int
+    sync_fd: int
+    stdin_fd: int | None  # controller's write end, if stdin is piped
+    stdout_fd: int
+    stderr_fd: int
+
+
+def _high_dup(fd: int) -> int:
+    """A close-on-exec copy numbered above the launcher's fixed descriptors."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _EXEC_FD + 1)
+
+
+def spawn(cfg: LaunchConfig, *, pipe_stdin: bool) -> Spawned:
+    """Start the launcher (posix_spawn: thread-safe, no Python code in the child).
+
+    The guest's standard streams are pipes owned by the controller; stdin is
+    /dev/null unless ``pipe_stdin``.
+    """
+    opened: list[int] = []
+
+    def track(*fds: int) -> None:
+        opened.extend(fds)
+
+    try:
+        cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
+        track(cfg_r, cfg_w)
+        os.write(cfg_w, cfg.pack())  # a few KiB: fits the pipe buffer
+        os.close(cfg_w)
+        opened.remove(cfg_w)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        track(sync_r, sync_w)
+        exec_fd = os.open(cfg.program, os.O_PATH | os.O_CLOEXEC)
+        track(exec_fd)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        track(out_r, out_w)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        track(err_r, err_w)
+        if pipe_stdin:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+        track(in_r, *([in_w] if in_w >= 0 else []))
+        sources = [_high_dup(fd) for fd in (in_r, out_w, err_w, cfg_r, sync_w, exec_fd)]
+        track(*sources)
+        actions = [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(sources)]
+        pid = os.posix_spawn(
+            LAUNCHER,
+            [LAUNCHER, str(_CONFIG_FD), str(_SYNC_FD), str(_EXEC_FD), *cfg.argv],
+            dict(cfg.env),
+            file_actions=actions,
+            setsid=True,
+        )
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise
+        keep = {sync_r, out_r, err_r, in_w}
+        for fd in opened:
+            if fd not in keep:
+                os.close(fd)
+        opened.clear()
+        return Spawned(pid, pidfd, sync_r, in_w if pipe_stdin else None, out_r, err_r)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def read_sync(fd: int) -> tuple[int, int] | None:
+    """One record from the launcher, or None at end of file (the exec happened)."""
+    data = os.read(fd, _SYNC.size)
+    if not data:
+        return None
+    if len(data) != _SYNC.size:
+        raise LaunchError(2, errno.EPROTO)
+    step, value = _SYNC.unpack(data)
+    return step, value
+
+
+def kill_group(pid: int, pidfd: int) -> None:
+    """SIGKILL the guest's whole process group.  Call only before reaping it."""
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def reap(pid: int) -> int | None:
+    """The wait status of an exited guest, or None if it is still running."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return status if done == pid else None
+
+
+_NR_TGKILL = 234
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Signal thread ``tid`` only if it belongs to thread group ``tgid``."""
+    _check(_syscall(ctypes.c_long(_NR_TGKILL), ctypes.c_long(tgid), ctypes.c_long(tid),
+                    ctypes.c_long(sig)))
