@@ -25,6 +25,16 @@ MAX_SCRIPT = 64 << 20
 OutputSink = Callable[[bytes], None]
 
 
+class _Passthrough:
+    """Marker: forward the controller's own standard input to the guest (CLI --stdin)."""
+
+    __slots__ = ()
+
+
+STDIN_PASSTHROUGH = _Passthrough()
+Stdin = bytes | _Passthrough | None
+
+
 def _guest_env(policy: Policy) -> tuple[tuple[str, str], ...]:
     # Leave the GC room below the address-space cap, so that the guest gets a
     # MemoryError before the hard limit kills it.
@@ -96,7 +106,7 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
     )
 
 
-async def _run(program: GuestProgram, policy: Policy, *, stdin: bytes | None,
+async def _run(program: GuestProgram, policy: Policy, *, stdin: Stdin,
                capture_output: bool, stdout: OutputSink | None, stderr: OutputSink | None,
                trace: Callable[[str], None] | None) -> Result:
     out = bytearray() if capture_output and stdout is None else None
@@ -109,13 +119,14 @@ async def _run(program: GuestProgram, policy: Policy, *, stdin: bytes | None,
             return buf.extend
         return lambda data: None
 
+    feed: bytes | int | None = 0 if isinstance(stdin, _Passthrough) else stdin
     ex = await run_guest(program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr),
-                         stdin=stdin, trace=trace)
+                         stdin=feed, trace=trace)
     return _result(ex, policy, out, err)
 
 
 async def run_async(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
-                    stdin: bytes | None = None, capture_output: bool = True,
+                    stdin: Stdin = None, capture_output: bool = True,
                     stdout: OutputSink | None = None, stderr: OutputSink | None = None,
                     trace: Callable[[str], None] | None = None) -> Result:
     """Run Python source ``code`` in a sandbox (trio).  See ``run``."""
@@ -126,7 +137,7 @@ async def run_async(code: str, *, policy: Policy | None = None, argv: Sequence[s
 
 
 async def run_path_async(path: str | os.PathLike[str], *, policy: Policy | None = None,
-                         argv: Sequence[str] = (), stdin: bytes | None = None,
+                         argv: Sequence[str] = (), stdin: Stdin = None,
                          capture_output: bool = True, stdout: OutputSink | None = None,
                          stderr: OutputSink | None = None,
                          trace: Callable[[str], None] | None = None) -> Result:
@@ -148,7 +159,7 @@ async def run_path_async(path: str | os.PathLike[str], *, policy: Policy | None 
 
 
 async def run_exec_async(program: str | os.PathLike[str], argv: Sequence[str] = (), *,
-                         policy: Policy | None = None, stdin: bytes | None = None,
+                         policy: Policy | None = None, stdin: Stdin = None,
                          capture_output: bool = True, stdout: OutputSink | None = None,
                          stderr: OutputSink | None = None,
                          trace: Callable[[str], None] | None = None) -> Result:

@@ -127,20 +127,35 @@ class GuestFault(Exception):
     """A guest pointer could not be read or written (EFAULT for the guest)."""
 
 
-class GuestMemory:
-    """The guest's address space, through ``/proc/<pid>/mem``.
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
-    The descriptor pins the address space it was opened on, so a recycled pid
-    can never redirect a read or write to another process.
+
+_NR_PROCESS_VM_WRITEV = 311
+
+
+class GuestMemory:
+    """The guest's address space.
+
+    Reads go through ``/proc/<pid>/mem``: the descriptor pins the address
+    space it was opened on, so a recycled pid can never redirect a read.
+    Writes use process_vm_writev(2), which honours page protections (writes
+    through /proc/<pid>/mem are forced past them), so a read-only buffer
+    gets EFAULT as the kernel would give.  The pid is the controller's own
+    child and is written to only while one of its calls is stopped, before
+    the controller reaps it.
     """
 
-    __slots__ = ("fd",)
+    __slots__ = ("_local", "_remote", "fd", "pid")
 
     #: Highest user-space address on x86-64 (47-bit, or 56-bit with LA57).
     LIMIT = 1 << 56
 
     def __init__(self, pid: int) -> None:
-        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self.pid = pid
+        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        self._local = _Iovec()
+        self._remote = _Iovec()
 
     def read(self, addr: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``addr``; short if the range runs into unmapped memory."""
@@ -180,12 +195,18 @@ class GuestMemory:
     def write(self, addr: int, data: bytes) -> None:
         if addr <= 0 or addr + len(data) > self.LIMIT:
             raise GuestFault(addr)
-        try:
-            n = os.pwrite(self.fd, data, addr)
-        except OSError as e:
-            raise GuestFault(addr) from e
+        if not data:
+            return
+        buf = ctypes.create_string_buffer(data, len(data))
+        self._local.base = ctypes.addressof(buf)
+        self._local.len = len(data)
+        self._remote.base = addr
+        self._remote.len = len(data)
+        n = _syscall(ctypes.c_long(_NR_PROCESS_VM_WRITEV), ctypes.c_long(self.pid),
+                     ctypes.byref(self._local), ctypes.c_long(1), ctypes.byref(self._remote),
+                     ctypes.c_long(1), ctypes.c_long(0))
         if n != len(data):
-            raise GuestFault(addr + n)
+            raise GuestFault(addr + max(n, 0))
 
     def close(self) -> None:
         if self.fd >= 0:

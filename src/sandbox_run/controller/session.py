@@ -13,7 +13,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -110,13 +110,29 @@ async def _pump(stream: trio.lowlevel.FdStream, sink: Sink) -> None:
         sink(data)
 
 
-async def _feed(stream: trio.lowlevel.FdStream, data: bytes) -> None:
+async def _feed(stream: trio.lowlevel.FdStream, data: bytes | int) -> None:
+    """Write ``data`` to the guest's stdin, or forward from host descriptor ``data``."""
     try:
-        await stream.send_all(data)
-    except trio.BrokenResourceError:
+        if isinstance(data, bytes):
+            await stream.send_all(data)
+            return
+        while True:
+            # A blocking read in a thread: the descriptor may be the user's
+            # terminal, whose flags must not change.
+            chunk = await trio.to_thread.run_sync(os.read, data, 65536, abandon_on_cancel=True)
+            if not chunk:
+                return
+            await stream.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the guest stopped reading
     finally:
         stream.close()
+
+
+async def _run_in(scope: trio.CancelScope, fn: Callable[..., Awaitable[None]], *args: object
+                  ) -> None:
+    with scope:
+        await fn(*args)
 
 
 async def _wait_exit(sp: kernel.Spawned) -> int:
@@ -133,7 +149,7 @@ async def run_guest(
     *,
     stdout: Sink,
     stderr: Sink,
-    stdin: bytes | None = None,
+    stdin: bytes | int | None = None,
     trace: Callable[[str], None] | None = None,
 ) -> Exit:
     start = time.monotonic()
@@ -170,10 +186,12 @@ async def run_guest(
                 nursery.start_soon(serve, guest, _HANDLERS)
                 nursery.start_soon(_pump, streams[0], stdout)
                 nursery.start_soon(_pump, streams[1], stderr)
+                feeder = trio.CancelScope()
                 if stdin is not None and len(streams) == 3:
-                    nursery.start_soon(_feed, streams[2], stdin)
+                    nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
                 status = await _wait_exit(sp)
                 reaped = True
+                feeder.cancel()
                 _decode_status(status, result)
                 # The pumps end at end of file; the server when no task is left.
         if scope.cancelled_caught:

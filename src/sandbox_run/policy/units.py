@@ -14,6 +14,7 @@ _SIZE_UNITS = {
     "k": 2**10, "m": 2**20, "g": 2**30,
 }
 _NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*$")
+_BARE = re.compile(r"^\s*[0-9]+(?:\.[0-9]+)?\s*$")
 
 
 def parse_duration(value: object, what: str) -> float:
@@ -24,6 +25,8 @@ def parse_duration(value: object, what: str) -> float:
         raise PolicyError(f"{what}: give a unit, e.g. '{value}s' (ms, s, m, h)")
     if not isinstance(value, str):
         raise PolicyError(f"{what}: expected a duration such as '30s', got {value!r}")
+    if _BARE.match(value):
+        raise PolicyError(f"{what}: give a unit, e.g. '{value.strip()}s' (ms, s, m, h)")
     m = _NUMBER.match(value)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _DURATION_UNITS:
@@ -42,6 +45,9 @@ def parse_size(value: object, what: str) -> int:
         raise PolicyError(f"{what}: give a unit, e.g. '{value}MiB' (B, KiB, MiB, GiB, kB, MB, GB)")
     if not isinstance(value, str):
         raise PolicyError(f"{what}: expected a size such as '512MiB', got {value!r}")
+    if _BARE.match(value):
+        raise PolicyError(f"{what}: give a unit, e.g. '{value.strip()}MiB' (B, KiB, MiB, GiB, kB, "
+                          "MB, GB)")
     m = _NUMBER.match(value)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:

@@ -548,9 +548,13 @@ class Vfs:
                 # call, and an O_PATH descriptor cannot be read or written.
                 mode = mode & 0o777 & ~self.umask  # never set-id bits
                 loc, fd = self._host_open(loc, host_flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
-                self._check_type(fd, allow_any=bool(flags & os.O_PATH))
-                if not flags & os.O_NONBLOCK:
-                    os.set_blocking(fd, True)
+                try:
+                    self._check_type(fd, allow_any=bool(flags & os.O_PATH))
+                    if not flags & os.O_NONBLOCK and not flags & os.O_PATH:
+                        os.set_blocking(fd, True)
+                except BaseException:
+                    os.close(fd)
+                    raise
                 return fd
             # Look first (O_PATH), then open the very same inode: opening a
             # FIFO or device in a mounted directory must never happen.
@@ -569,12 +573,11 @@ class Vfs:
 
     @staticmethod
     def _check_type(fd: int, *, allow_any: bool) -> None:
+        """Refuse symlinks and special files (the caller closes ``fd``)."""
         mode = os.fstat(fd).st_mode
         if S.S_ISLNK(mode):
-            os.close(fd)
             raise SyscallError(errno.ELOOP, "is a symlink")
         if not allow_any and not (S.S_ISREG(mode) or S.S_ISDIR(mode)):
-            os.close(fd)
             raise SyscallError(errno.EACCES, "special files in mounts are not served")
 
     def _placeholder(self, node: VDir, flags: int) -> int:
@@ -714,8 +717,9 @@ class Vfs:
             os.close(fd)
         return entries
 
-    def getdents(self, host_fd: int, count: int) -> bytes:
-        """The next directory records for a guest's getdents64.
+    def getdents(self, host_fd: int, count: int) -> tuple[bytes, int]:
+        """The next directory records for a guest's getdents64, and the offset
+        to set once they are delivered (see ``seek_dir``).
 
         The descriptor's file offset is the index of the next entry: state
         lives with the guest's descriptor, as it does in the kernel.
@@ -743,8 +747,11 @@ class Vfs:
                 break
             out += rec
             i += 1
-        os.lseek(host_fd, i, os.SEEK_SET)
-        return bytes(out)
+        return bytes(out), i
+
+    @staticmethod
+    def seek_dir(host_fd: int, pos: int) -> None:
+        os.lseek(host_fd, pos, os.SEEK_SET)
 
     # --- changes (writable mounts only) ---------------------------------------
     def _parent_and_name(self, start: Loc, path: bytes) -> tuple[Mount, int, bytes]:
@@ -845,6 +852,8 @@ class Vfs:
         fd = self._writable_hosted_fd(start, path, follow=True)
         try:
             self._check_type(fd, allow_any=False)
+            if S.S_ISDIR(os.fstat(fd).st_mode):
+                raise SyscallError(errno.EISDIR, "is a directory")
             wfd = hostfs.reopen(fd, os.O_WRONLY)
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO, "truncate failed") from None

@@ -236,11 +236,12 @@ def getdents64(call: Call) -> int:
     count = call.args[2] & _U32
     host = call.dup(call.fd_arg(0))
     try:
-        data = call.guest.vfs.getdents(host, min(count, 1 << 20))
+        data, pos = call.guest.vfs.getdents(host, min(count, 1 << 20))
+        if data:
+            call.write(call.args[1], data)
+        call.guest.vfs.seek_dir(host, pos)  # only once the records are delivered
     finally:
         os.close(host)
-    if data:
-        call.write(call.args[1], data)
     return len(data)
 
 

@@ -1,0 +1,91 @@
+"""The policy schema: units, unknown keys, mounts, one-line errors."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+from sandbox_run import Mount, Policy, PolicyError
+from sandbox_run.policy.units import parse_duration, parse_size
+
+
+def test_defaults_are_secure_and_documented() -> None:
+    p = Policy()
+    assert p.timeout == 30.0
+    assert p.memory == 512 << 20
+    assert p.mounts == ()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("250ms", 0.25), ("1.5m", 90),
+                                               ("2h", 7200), (" 10 s ", 10)])
+def test_durations_need_and_honour_units(text: str, seconds: float) -> None:
+    assert parse_duration(text, "t") == seconds
+
+
+@pytest.mark.parametrize(("text", "size"), [("512MiB", 512 << 20), ("1GiB", 1 << 30),
+                                            ("100kB", 100_000), ("2G", 2 << 30), ("10B", 10)])
+def test_sizes_need_and_honour_units(text: str, size: int) -> None:
+    assert parse_size(text, "m") == size
+
+
+@pytest.mark.parametrize("bad", ["30", 30, "30 parsecs", "-1s", "0s", True, None, "s"])
+def test_bad_durations_are_refused_with_the_field_named(bad: object) -> None:
+    with pytest.raises(PolicyError, match="^limits.timeout: "):
+        parse_duration(bad, "limits.timeout")
+
+
+def test_a_bare_number_asks_for_a_unit() -> None:
+    with pytest.raises(PolicyError, match="give a unit"):
+        parse_size("512", "--memory")
+
+
+def test_toml_file(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "data").mkdir()
+    f = tmp_path / "p.toml"
+    f.write_text('[limits]\ntimeout = "5s"\nmemory = "256MiB"\n\n'
+                 '[[mount]]\nhost = "data"\nguest = "/data"\nmode = "rw"\n')
+    p = Policy.from_toml(f)
+    assert p.timeout == 5 and p.memory == 256 << 20
+    assert p.mounts == (Mount(str(tmp_path / "data"), "/data", "rw"),)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[limits]\ntimout = '5s'\n", "unknown key 'timout'"),
+    ("[limit]\n", "unknown key 'limit'"),
+    ("[[mount]]\nhost='a'\nguest='/a'\nwritable=true\n", "unknown key 'writable'"),
+    ("[[mount]]\nguest='/a'\n", "'host' (a path) is required"),
+    ("[[mount]]\nhost='a'\nguest='rel'\n", "guest path must be absolute"),
+    ("[[mount]]\nhost='a'\nguest='/usr/lib'\n", "/usr is provided by the sandbox"),
+    ("[[mount]]\nhost='a'\nguest='/x'\nmode='rwx'\n", "mode must be 'ro' or 'rw'"),
+    ("[limits]\nmemory = '10MiB'\n", "at least 96MiB"),
+    ("[limits]\ntimeout = 5\n", "give a unit"),
+    ("not toml [", "policy file"),
+])
+def test_bad_policies_name_the_problem(tmp_path: pathlib.Path, text: str, message: str) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text(text)
+    with pytest.raises(PolicyError, match=re.escape(message)) as info:
+        Policy.from_toml(f)
+    assert "\n" not in str(info.value).strip()
+
+
+def test_missing_policy_file_is_named(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(PolicyError, match="does not exist"):
+        Policy.from_toml(tmp_path / "nope.toml")
+
+
+def test_mount_flag_syntax() -> None:
+    assert Mount.parse("/h:/g") == Mount("/h", "/g", "ro")
+    assert Mount.parse("/h:/g:rw") == Mount("/h", "/g", "rw")
+    with pytest.raises(PolicyError, match="HOST:GUEST"):
+        Mount.parse("/h")
+    with pytest.raises(PolicyError, match="normal form"):
+        Mount("/h", "/a/../b")
+
+
+def test_round_trip_through_dict() -> None:
+    p = Policy(timeout=2.5, memory=300 << 20, mounts=(Mount("/h", "/g", "rw"),))
+    again = Policy.from_dict(p.to_dict())
+    assert again == p
