@@ -57,8 +57,31 @@ def python_program(name: str, source: bytes, argv: Sequence[str], policy: Policy
     image = pypy_image(PYPY)
     script = f"/sandbox/{name}"
     gargv = (PYPY, "-S", "-B", layout.BOOTSTRAP_VPATH, script, *argv)
-    return GuestProgram(image, os.path.realpath(PYPY), gargv, _guest_env(policy),
-                        (layout.Script(name, source),), bootstrap=True)
+    return GuestProgram(
+        image,
+        os.path.realpath(PYPY),
+        gargv,
+        _guest_env(policy),
+        (layout.Script(name, source),),
+        bootstrap=True,
+    )
+
+
+def script_program(
+    path: str | os.PathLike[str], argv: Sequence[str], policy: Policy
+) -> GuestProgram:
+    """A Python script file, copied into the sandbox as /sandbox/<its name>."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            source = f.read(MAX_SCRIPT + 1)
+    except FileNotFoundError:
+        raise PolicyError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise PolicyError(f"{p}: is a directory") from None
+    except OSError as e:
+        raise PolicyError(f"{p}: {e.strerror}") from None
+    return python_program(os.path.basename(p), source, argv, policy)
 
 
 def exec_program(path: str, argv: Sequence[str], policy: Policy) -> GuestProgram:
@@ -74,8 +97,14 @@ def exec_program(path: str, argv: Sequence[str], policy: Policy) -> GuestProgram
     if len(content) > MAX_SCRIPT:
         raise PolicyError(f"{path}: larger than {MAX_SCRIPT >> 20} MiB")
     # The host path is what runs; the guest sees its own copy at /sandbox.
-    return GuestProgram(image, f"/sandbox/{name}", (f"/sandbox/{name}", *argv),
-                        _guest_env(policy), (layout.Script(name, content),), bootstrap=False)
+    return GuestProgram(
+        image,
+        f"/sandbox/{name}",
+        (f"/sandbox/{name}", *argv),
+        _guest_env(policy),
+        (layout.Script(name, content),),
+        bootstrap=False,
+    )
 
 
 def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
@@ -106,9 +135,16 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
     )
 
 
-async def _run(program: GuestProgram, policy: Policy, *, stdin: Stdin,
-               capture_output: bool, stdout: OutputSink | None, stderr: OutputSink | None,
-               trace: Callable[[str], None] | None) -> Result:
+async def run_program(
+    program: GuestProgram,
+    policy: Policy,
+    *,
+    stdin: Stdin,
+    capture_output: bool,
+    stdout: OutputSink | None,
+    stderr: OutputSink | None,
+    trace: Callable[[str], None] | None,
+) -> Result:
     out = bytearray() if capture_output and stdout is None else None
     err = bytearray() if capture_output and stderr is None else None
 
@@ -120,59 +156,96 @@ async def _run(program: GuestProgram, policy: Policy, *, stdin: Stdin,
         return lambda data: None
 
     feed: bytes | int | None = 0 if isinstance(stdin, _Passthrough) else stdin
-    ex = await run_guest(program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr),
-                         stdin=feed, trace=trace)
+    ex = await run_guest(
+        program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr), stdin=feed, trace=trace
+    )
     return _result(ex, policy, out, err)
 
 
-async def run_async(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
-                    stdin: Stdin = None, capture_output: bool = True,
-                    stdout: OutputSink | None = None, stderr: OutputSink | None = None,
-                    trace: Callable[[str], None] | None = None) -> Result:
+async def run_async(
+    code: str,
+    *,
+    policy: Policy | None = None,
+    argv: Sequence[str] = (),
+    stdin: Stdin = None,
+    capture_output: bool = True,
+    stdout: OutputSink | None = None,
+    stderr: OutputSink | None = None,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run Python source ``code`` in a sandbox (trio).  See ``run``."""
     policy = policy or Policy()
     program = python_program("main.py", code.encode(), argv, policy)
-    return await _run(program, policy, stdin=stdin, capture_output=capture_output,
-                      stdout=stdout, stderr=stderr, trace=trace)
+    return await run_program(
+        program,
+        policy,
+        stdin=stdin,
+        capture_output=capture_output,
+        stdout=stdout,
+        stderr=stderr,
+        trace=trace,
+    )
 
 
-async def run_path_async(path: str | os.PathLike[str], *, policy: Policy | None = None,
-                         argv: Sequence[str] = (), stdin: Stdin = None,
-                         capture_output: bool = True, stdout: OutputSink | None = None,
-                         stderr: OutputSink | None = None,
-                         trace: Callable[[str], None] | None = None) -> Result:
+async def run_path_async(
+    path: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    argv: Sequence[str] = (),
+    stdin: Stdin = None,
+    capture_output: bool = True,
+    stdout: OutputSink | None = None,
+    stderr: OutputSink | None = None,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run the Python script at ``path`` in a sandbox (trio).  See ``run_path``."""
     policy = policy or Policy()
-    p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            source = f.read(MAX_SCRIPT + 1)
-    except FileNotFoundError:
-        raise PolicyError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise PolicyError(f"{p}: is a directory") from None
-    except OSError as e:
-        raise PolicyError(f"{p}: {e.strerror}") from None
-    program = python_program(os.path.basename(p), source, argv, policy)
-    return await _run(program, policy, stdin=stdin, capture_output=capture_output,
-                      stdout=stdout, stderr=stderr, trace=trace)
+    program = script_program(path, argv, policy)
+    return await run_program(
+        program,
+        policy,
+        stdin=stdin,
+        capture_output=capture_output,
+        stdout=stdout,
+        stderr=stderr,
+        trace=trace,
+    )
 
 
-async def run_exec_async(program: str | os.PathLike[str], argv: Sequence[str] = (), *,
-                         policy: Policy | None = None, stdin: Stdin = None,
-                         capture_output: bool = True, stdout: OutputSink | None = None,
-                         stderr: OutputSink | None = None,
-                         trace: Callable[[str], None] | None = None) -> Result:
+async def run_exec_async(
+    program: str | os.PathLike[str],
+    argv: Sequence[str] = (),
+    *,
+    policy: Policy | None = None,
+    stdin: Stdin = None,
+    capture_output: bool = True,
+    stdout: OutputSink | None = None,
+    stderr: OutputSink | None = None,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run any executable as the guest, under the same virtualisation (trio)."""
     policy = policy or Policy()
     prog = exec_program(os.fspath(program), argv, policy)
-    return await _run(prog, policy, stdin=stdin, capture_output=capture_output,
-                      stdout=stdout, stderr=stderr, trace=trace)
+    return await run_program(
+        prog,
+        policy,
+        stdin=stdin,
+        capture_output=capture_output,
+        stdout=stdout,
+        stderr=stderr,
+        trace=trace,
+    )
 
 
-def run(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
-        stdin: bytes | None = None, capture_output: bool = True,
-        trace: Callable[[str], None] | None = None) -> Result:
+def run(
+    code: str,
+    *,
+    policy: Policy | None = None,
+    argv: Sequence[str] = (),
+    stdin: bytes | None = None,
+    capture_output: bool = True,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run Python source ``code`` in a sandbox and wait for it.
 
     The guest sees the code as /sandbox/main.py, with ``argv`` after it and
@@ -180,26 +253,63 @@ def run(code: str, *, policy: Policy | None = None, argv: Sequence[str] = (),
     input, else it reads end-of-file.  With ``capture_output`` (the default)
     the Result carries stdout and stderr.
     """
-    return trio.run(functools.partial(run_async, code, policy=policy, argv=argv, stdin=stdin,
-                                      capture_output=capture_output, trace=trace))
+    return trio.run(
+        functools.partial(
+            run_async,
+            code,
+            policy=policy,
+            argv=argv,
+            stdin=stdin,
+            capture_output=capture_output,
+            trace=trace,
+        )
+    )
 
 
-def run_path(path: str | os.PathLike[str], *, policy: Policy | None = None,
-             argv: Sequence[str] = (), stdin: bytes | None = None,
-             capture_output: bool = True,
-             trace: Callable[[str], None] | None = None) -> Result:
+def run_path(
+    path: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    argv: Sequence[str] = (),
+    stdin: bytes | None = None,
+    capture_output: bool = True,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run the Python script at ``path`` in a sandbox and wait for it.
 
     The script is copied in as /sandbox/<its name>.
     """
-    return trio.run(functools.partial(run_path_async, path, policy=policy, argv=argv,
-                                      stdin=stdin, capture_output=capture_output, trace=trace))
+    return trio.run(
+        functools.partial(
+            run_path_async,
+            path,
+            policy=policy,
+            argv=argv,
+            stdin=stdin,
+            capture_output=capture_output,
+            trace=trace,
+        )
+    )
 
 
-def run_exec(program: str | os.PathLike[str], argv: Sequence[str] = (), *,
-             policy: Policy | None = None, stdin: bytes | None = None,
-             capture_output: bool = True,
-             trace: Callable[[str], None] | None = None) -> Result:
+def run_exec(
+    program: str | os.PathLike[str],
+    argv: Sequence[str] = (),
+    *,
+    policy: Policy | None = None,
+    stdin: bytes | None = None,
+    capture_output: bool = True,
+    trace: Callable[[str], None] | None = None,
+) -> Result:
     """Run any executable as the guest (for testing the OS layer with native code)."""
-    return trio.run(functools.partial(run_exec_async, program, argv, policy=policy, stdin=stdin,
-                                      capture_output=capture_output, trace=trace))
+    return trio.run(
+        functools.partial(
+            run_exec_async,
+            program,
+            argv,
+            policy=policy,
+            stdin=stdin,
+            capture_output=capture_output,
+            trace=trace,
+        )
+    )

@@ -41,20 +41,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument("-c", dest="code", metavar="CODE", help="run CODE (a Python program)")
-    what.add_argument("--exec", dest="exec_path", metavar="PROGRAM",
-                      help="run any executable as the guest (for testing the OS layer)")
+    what.add_argument(
+        "--exec",
+        dest="exec_path",
+        metavar="PROGRAM",
+        help="run any executable as the guest (for testing the OS layer)",
+    )
     p.add_argument("--policy", metavar="FILE", help="TOML policy file (flags override it)")
     p.add_argument("--timeout", metavar="DURATION", help="wall-clock limit, e.g. 30s (default 30s)")
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512MiB (default 512MiB)")
-    p.add_argument("--mount", metavar="HOST:GUEST[:ro|rw]", action="append", default=[],
-                   help="make a host directory visible to the guest (repeatable; ro by default)")
-    p.add_argument("--stdin", action="store_true",
-                   help="pass standard input through to the guest (default: empty input)")
-    p.add_argument("--trace", action="store_true",
-                   help="print every mediated system call and its answer to stderr")
+    p.add_argument(
+        "--mount",
+        metavar="HOST:GUEST[:ro|rw]",
+        action="append",
+        default=[],
+        help="make a host directory visible to the guest (repeatable; ro by default)",
+    )
+    p.add_argument(
+        "--stdin",
+        action="store_true",
+        help="pass standard input through to the guest (default: empty input)",
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="print every mediated system call and its answer to stderr",
+    )
     p.add_argument("-V", "--version", action="store_true", help="print the version and exit")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
-                   help="script, then arguments for the guest")
+    p.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="ARGS",
+        help="script, then arguments for the guest",
+    )
     return p
 
 
@@ -103,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     try:
         policy = _policy(ns)
-        status = _run(ns, script if ns.code is None and ns.exec_path is None else None, args,
-                      policy)
+        status = _run(
+            ns, script if ns.code is None and ns.exec_path is None else None, args, policy
+        )
     except SandboxError as e:
         _die(str(e))
     except KeyboardInterrupt:
@@ -123,18 +143,25 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
 
     if not isinstance(policy, Policy):
         raise TypeError(policy)
-    trace = (lambda line: _write(2, line.encode(errors="replace") + b"\n")) if ns.trace else None
-    common = dict(policy=policy, capture_output=False, stdout=functools.partial(_write, 1),
-                  stderr=functools.partial(_write, 2), trace=trace,
-                  stdin=api.STDIN_PASSTHROUGH if ns.stdin else None)
     if ns.code is not None:
-        job = functools.partial(api.run_async, ns.code, argv=args, **common)
+        program = api.python_program("main.py", os.fsencode(ns.code), args, policy)
     elif ns.exec_path is not None:
-        job = functools.partial(api.run_exec_async, ns.exec_path, args, **common)
+        program = api.exec_program(ns.exec_path, args, policy)
+    elif script is not None:
+        program = api.script_program(script, args, policy)
     else:
-        if script is None:
-            raise TypeError("no script")
-        job = functools.partial(api.run_path_async, script, argv=args, **common)
+        raise TypeError("no script")
+    trace = (lambda line: _write(2, line.encode(errors="replace") + b"\n")) if ns.trace else None
+    job = functools.partial(
+        api.run_program,
+        program,
+        policy,
+        stdin=api.STDIN_PASSTHROUGH if ns.stdin else None,
+        capture_output=False,
+        stdout=functools.partial(_write, 1),
+        stderr=functools.partial(_write, 2),
+        trace=trace,
+    )
     result = trio.run(job)
     if result.outcome is not Outcome.COMPLETED:
         sys.stderr.write(f"{PROG}: {result.outcome.value}: {result.reason}\n")

@@ -54,7 +54,8 @@ static const char *ename(int e) {
     case 0: return "ok";
     case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EACCES: return "EACCES";
     case EFAULT: return "EFAULT"; case EINVAL: return "EINVAL"; case ENOSYS: return "ENOSYS";
-    case EBADF: return "EBADF"; case ENOTTY: return "ENOTTY"; case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EBADF: return "EBADF"; case ENOTTY: return "ENOTTY";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
     case ERANGE: return "ERANGE"; case ENOTDIR: return "ENOTDIR"; case ELOOP: return "ELOOP";
     case EROFS: return "EROFS"; case ESRCH: return "ESRCH"; case EXDEV: return "EXDEV";
     case EOPNOTSUPP: return "EOPNOTSUPP"; case E2BIG: return "E2BIG";
@@ -68,9 +69,12 @@ static const char *ename(int e) {
 """
 
 
-def native(compile_c: Callable[..., str], body: str, *, argv: tuple[str, ...] = (),
-           **kw: object) -> sandbox_run.Result:
-    src = PRELUDE + "int main(int argc, char **argv) {\n" + textwrap.dedent(body) + "\nreturn 0;\n}\n"
+def native(
+    compile_c: Callable[..., str], body: str, *, argv: tuple[str, ...] = (), **kw: object
+) -> sandbox_run.Result:
+    src = (
+        PRELUDE + "int main(int argc, char **argv) {\n" + textwrap.dedent(body) + "\nreturn 0;\n}\n"
+    )
     exe = compile_c(src)
     return sandbox_run.run_exec(exe, argv, **kw)  # type: ignore[arg-type]
 
@@ -90,7 +94,9 @@ def test_native_hello_world(compile_c: Callable[..., str]) -> None:
 
 def test_reading_host_files_fails(compile_c: Callable[..., str], host_canary: pathlib.Path) -> None:
     canary = str(host_canary)
-    r = native(compile_c, rf"""
+    r = native(
+        compile_c,
+        rf"""
         char buf[64];
         TRY("open_passwd", open("/etc/passwd", O_RDONLY));
         TRY("open_canary", open("{canary}", O_RDONLY));
@@ -115,15 +121,28 @@ def test_reading_host_files_fails(compile_c: Callable[..., str], host_canary: pa
         printf("leaked_fds=%d\n", leaked);
         TRY("chroot", chroot("/tmp"));
         TRY("mount", mount("none", "/tmp", "tmpfs", 0, 0));
-    """)
+    """,
+    )
     assert "HOST-SECRET" not in r.stdout.decode()
     assert lines(r) == {
-        "open_passwd": "ENOENT", "open_canary": "ENOENT", "syscall_open": "ENOENT",
-        "openat_canary": "ENOENT", "dotdot": "ENOENT", "proc_root": "ENOENT",
-        "proc_cwd": "ENOENT", "proc_mem": "ENOENT", "proc_pid_mem": "ENOENT",
-        "dirfd_escape": "ENOENT", "symlink_make": "EPERM", "link_make": "EPERM",
-        "openat2": "ENOENT", "openat2_resolve": "EINVAL", "handle": "EPERM", "leaked_fds": "0",
-        "chroot": "EPERM", "mount": "EPERM",
+        "open_passwd": "ENOENT",
+        "open_canary": "ENOENT",
+        "syscall_open": "ENOENT",
+        "openat_canary": "ENOENT",
+        "dotdot": "ENOENT",
+        "proc_root": "ENOENT",
+        "proc_cwd": "ENOENT",
+        "proc_mem": "ENOENT",
+        "proc_pid_mem": "ENOENT",
+        "dirfd_escape": "ENOENT",
+        "symlink_make": "EPERM",
+        "link_make": "EPERM",
+        "openat2": "ENOENT",
+        "openat2_resolve": "EINVAL",
+        "handle": "EPERM",
+        "leaked_fds": "0",
+        "chroot": "EPERM",
+        "mount": "EPERM",
     }
 
 
@@ -133,7 +152,9 @@ def test_sockets_fail(compile_c: Callable[..., str]) -> None:
     server.listen(1)
     port = server.getsockname()[1]
     try:
-        r = native(compile_c, rf"""
+        r = native(
+            compile_c,
+            rf"""
             TRY("inet", socket(AF_INET, SOCK_STREAM, 0));
             TRY("inet6", socket(AF_INET6, SOCK_DGRAM, 0));
             TRY("unix", socket(AF_UNIX, SOCK_STREAM, 0));
@@ -147,22 +168,32 @@ def test_sockets_fail(compile_c: Callable[..., str]) -> None:
             TRY("connect_pair", connect(sv[0], (struct sockaddr *)&a, sizeof a));
             TRY("sendto_addr", sendto(sv[0], "x", 1, 0, (struct sockaddr *)&a, sizeof a));
             TRY("send_pair", send(sv[0], "x", 1, 0));
-        """)
+        """,
+        )
         server.settimeout(0.2)
         with pytest.raises(TimeoutError):
             server.accept()
     finally:
         server.close()
     assert lines(r) == {
-        "inet": "EACCES", "inet6": "EACCES", "unix": "EACCES", "raw": "EACCES",
-        "packet": "EACCES", "pair_dgram": "EACCES", "pair_stream": "ok",
-        "connect_pair": "EACCES", "sendto_addr": "EACCES", "send_pair": "ok",
+        "inet": "EACCES",
+        "inet6": "EACCES",
+        "unix": "EACCES",
+        "raw": "EACCES",
+        "packet": "EACCES",
+        "pair_dgram": "EACCES",
+        "pair_stream": "ok",
+        "connect_pair": "EACCES",
+        "sendto_addr": "EACCES",
+        "send_pair": "ok",
     }
 
 
 def test_processes_cannot_be_created(compile_c: Callable[..., str], tmp_path: pathlib.Path) -> None:
     marker = tmp_path / "pwned"
-    r = native(compile_c, rf"""
+    r = native(
+        compile_c,
+        rf"""
         TRY("fork", fork());
         TRY("vfork_raw", syscall(SYS_vfork));
         TRY("fork_raw", syscall(SYS_fork));
@@ -176,18 +207,29 @@ def test_processes_cannot_be_created(compile_c: Callable[..., str], tmp_path: pa
         TRY("execveat", syscall(SYS_execveat, AT_FDCWD, "/bin/sh", av, 0, 0));
         TRY("unshare", unshare(CLONE_NEWUSER));
         TRY("setns", setns(0, 0));
-    """)
+    """,
+    )
     assert lines(r) == {
-        "fork": "EPERM", "vfork_raw": "EPERM", "fork_raw": "EPERM", "clone_proc": "EPERM",
-        "clone_newuser": "EPERM", "clone3": "ENOSYS", "execve": "EACCES", "execve_self": "EACCES",
-        "execveat": "EACCES", "unshare": "EPERM", "setns": "EPERM",
+        "fork": "EPERM",
+        "vfork_raw": "EPERM",
+        "fork_raw": "EPERM",
+        "clone_proc": "EPERM",
+        "clone_newuser": "EPERM",
+        "clone3": "ENOSYS",
+        "execve": "EACCES",
+        "execve_self": "EACCES",
+        "execveat": "EACCES",
+        "unshare": "EPERM",
+        "setns": "EPERM",
     }
     assert not marker.exists()
 
 
 def test_tracing_and_signalling_the_controller_fail(compile_c: Callable[..., str]) -> None:
     me = os.getpid()
-    r = native(compile_c, rf"""
+    r = native(
+        compile_c,
+        rf"""
         pid_t host = {me};
         TRY("ptrace_attach", ptrace(PTRACE_ATTACH, host, 0, 0));
         TRY("ptrace_seize_ppid", ptrace(PTRACE_SEIZE, getppid(), 0, 0));
@@ -208,13 +250,26 @@ def test_tracing_and_signalling_the_controller_fail(compile_c: Callable[..., str
         TRY("setpriority_host", setpriority(PRIO_PROCESS, host, 19));
         TRY("kill_self_0", kill(getpid(), 0));
         TRY("prlimit_self", syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, b));
-    """)
+    """,
+    )
     assert lines(r) == {
-        "ptrace_attach": "EPERM", "ptrace_seize_ppid": "EPERM", "ptrace_traceme": "EPERM",
-        "kill_host": "EPERM", "kill_all": "EPERM", "kill_init": "EPERM", "tgkill_host": "EPERM",
-        "tkill_host": "ESRCH", "sigqueue_host": "EPERM", "vm_read": "EPERM", "vm_write": "EPERM",
-        "pidfd_open": "EPERM", "kcmp": "EPERM", "prlimit_host": "EPERM",
-        "setpriority_host": "EPERM", "kill_self_0": "ok", "prlimit_self": "ok",
+        "ptrace_attach": "EPERM",
+        "ptrace_seize_ppid": "EPERM",
+        "ptrace_traceme": "EPERM",
+        "kill_host": "EPERM",
+        "kill_all": "EPERM",
+        "kill_init": "EPERM",
+        "tgkill_host": "EPERM",
+        "tkill_host": "ESRCH",
+        "sigqueue_host": "EPERM",
+        "vm_read": "EPERM",
+        "vm_write": "EPERM",
+        "pidfd_open": "EPERM",
+        "kcmp": "EPERM",
+        "prlimit_host": "EPERM",
+        "setpriority_host": "EPERM",
+        "kill_self_0": "ok",
+        "prlimit_self": "ok",
     }
     assert r.ok
 
@@ -222,7 +277,9 @@ def test_tracing_and_signalling_the_controller_fail(compile_c: Callable[..., str
 def test_own_seccomp_listener_is_refused(compile_c: Callable[..., str]) -> None:
     # A guest holding a listener for its own filter could answer its own
     # notifications with CONTINUE: seccomp(2) and PR_SET_SECCOMP are refused.
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         struct sock_filter f[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF) };
         struct sock_fprog p = { 1, f };
         TRY("seccomp_listener", syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
@@ -230,45 +287,61 @@ def test_own_seccomp_listener_is_refused(compile_c: Callable[..., str]) -> None:
         TRY("prctl_seccomp", prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p, 0, 0));
         TRY("prctl_dumpable", prctl(PR_SET_DUMPABLE, 1, 0, 0, 0));
         TRY("prctl_name", prctl(PR_SET_NAME, "x", 0, 0, 0));
-    """)
-    assert lines(r) == {"seccomp_listener": "EPERM", "prctl_seccomp": "EINVAL",
-                        "prctl_dumpable": "EINVAL", "prctl_name": "ok"}
+    """,
+    )
+    assert lines(r) == {
+        "seccomp_listener": "EPERM",
+        "prctl_seccomp": "EINVAL",
+        "prctl_dumpable": "EINVAL",
+        "prctl_name": "ok",
+    }
 
 
 def test_io_uring_is_unavailable(compile_c: Callable[..., str]) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         struct io_uring_params p; memset(&p, 0, sizeof p);
         TRY("io_uring_setup", syscall(SYS_io_uring_setup, 8, &p));
         TRY("io_uring_enter", syscall(SYS_io_uring_enter, 0, 1, 0, 0, 0, 0));
-    """)
+    """,
+    )
     assert lines(r) == {"io_uring_setup": "ENOSYS", "io_uring_enter": "ENOSYS"}
 
 
 def test_i386_int80_is_killed(compile_c: Callable[..., str]) -> None:
     # int 0x80 reaches the i386 table: getpid there is 20.  The filter kills.
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         printf("before\n"); fflush(stdout);
         long ret;
         __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(20) : "memory");
         printf("after %ld\n", ret);
-    """)
+    """,
+    )
     assert r.stdout == b"before\n"
     assert r.outcome is Outcome.POLICY_VIOLATION
     assert r.signal == signal.SIGSYS and r.exit_status == 120
 
 
 def test_x32_syscalls_are_killed(compile_c: Callable[..., str]) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         printf("before\n"); fflush(stdout);
         syscall(0x40000000 | 39);  /* x32 getpid */
         printf("after\n");
-    """)
+    """,
+    )
     assert r.stdout == b"before\n"
     assert r.outcome is Outcome.POLICY_VIOLATION
 
 
 def test_terminal_injection_is_refused(compile_c: Callable[..., str]) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         char c = 'x';
         TRY("tiocsti0", ioctl(0, TIOCSTI, &c));
         TRY("tiocsti2", ioctl(2, TIOCSTI, &c));
@@ -280,13 +353,22 @@ def test_terminal_injection_is_refused(compile_c: Callable[..., str]) -> None:
         write(pp[1], "abc", 3);
         TRY("fionread", ioctl(pp[0], FIONREAD, &n));
         printf("fionread_n=%d\n", n);
-    """)
-    assert lines(r) == {"tiocsti0": "ENOTTY", "tiocsti2": "ENOTTY", "tiocsti_hi": "ENOTTY",
-                        "tcgets": "ENOTTY", "fionread": "ok", "fionread_n": "3"}
+    """,
+    )
+    assert lines(r) == {
+        "tiocsti0": "ENOTTY",
+        "tiocsti2": "ENOTTY",
+        "tiocsti_hi": "ENOTTY",
+        "tcgets": "ENOTTY",
+        "fionread": "ok",
+        "fionread_n": "3",
+    }
 
 
 def test_identity_and_privileges_are_fixed(compile_c: Callable[..., str]) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         TRY("setuid0", setuid(0));
         TRY("setresuid", setresuid(0, 0, 0));
         TRY("setgroups", setgroups(0, 0));
@@ -298,32 +380,51 @@ def test_identity_and_privileges_are_fixed(compile_c: Callable[..., str]) -> Non
         TRY("modify_ldt", syscall(SYS_modify_ldt, 0, 0, 0));
         TRY("unknown_500", syscall(500));
         TRY("unknown_1000", syscall(1000));
-    """)
-    assert lines(r) == {"setuid0": "EPERM", "setresuid": "EPERM", "setgroups": "EPERM",
-                        "uid": "1000", "memfd": "EPERM", "bpf": "EPERM",
-                        "userfaultfd": "EPERM", "perf": "EPERM", "modify_ldt": "EPERM",
-                        "unknown_500": "ENOSYS", "unknown_1000": "ENOSYS"}
+    """,
+    )
+    assert lines(r) == {
+        "setuid0": "EPERM",
+        "setresuid": "EPERM",
+        "setgroups": "EPERM",
+        "uid": "1000",
+        "memfd": "EPERM",
+        "bpf": "EPERM",
+        "userfaultfd": "EPERM",
+        "perf": "EPERM",
+        "modify_ldt": "EPERM",
+        "unknown_500": "ENOSYS",
+        "unknown_1000": "ENOSYS",
+    }
     names = {d.syscall for d in r.denials}
     assert {"setuid", "memfd_create", "bpf", "nr_500"} <= names
     assert all(d.reason for d in r.denials)
 
 
 def test_writing_own_memory_file_fails(compile_c: Callable[..., str]) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         TRY("open_mem", open("/proc/self/mem", O_RDWR));
         TRY("open_pid_mem", open("/proc/1/mem", O_WRONLY));
         char p[64]; snprintf(p, sizeof p, "/proc/%d/mem", getpid());
         TRY("open_own_pid_mem", open(p, O_WRONLY));
         TRY("open_maps", open("/proc/self/maps", O_RDONLY));
-    """)
-    assert lines(r) == {"open_mem": "ENOENT", "open_pid_mem": "ENOENT",
-                        "open_own_pid_mem": "ENOENT", "open_maps": "ENOENT"}
+    """,
+    )
+    assert lines(r) == {
+        "open_mem": "ENOENT",
+        "open_pid_mem": "ENOENT",
+        "open_own_pid_mem": "ENOENT",
+        "open_maps": "ENOENT",
+    }
 
 
 def test_malformed_arguments_get_errors_and_the_controller_survives(
     compile_c: Callable[..., str],
 ) -> None:
-    r = native(compile_c, r"""
+    r = native(
+        compile_c,
+        r"""
         char buf[8192];
         TRY("open_null", syscall(SYS_openat, AT_FDCWD, NULL, O_RDONLY));
         TRY("open_low", syscall(SYS_openat, AT_FDCWD, (char *)1, O_RDONLY));
@@ -363,17 +464,36 @@ def test_malformed_arguments_get_errors_and_the_controller_survives(
         printf("exe_is_argv0=%d\n", strcmp(buf, argv[0]) == 0 && strncmp(buf, "/sandbox/", 9) == 0);
         syscall(SYS_getcwd, buf, sizeof buf);
         printf("cwd=%s\n", buf);
-    """)
+    """,
+    )
     assert lines(r) == {
-        "open_null": "EFAULT", "open_low": "EFAULT", "open_kernel": "EFAULT",
-        "open_noncanonical": "EFAULT", "open_unterminated_page": "EFAULT",
-        "open_too_long": "ENAMETOOLONG", "open_5000": "ENAMETOOLONG",
-        "open_long_name": "ENAMETOOLONG", "stat_null_buf": "EFAULT", "stat_ro_buf": "EFAULT",
-        "stat_bad_flags": "EINVAL", "stat_bad_dirfd": "EBADF", "getcwd_small": "ERANGE",
-        "getcwd_null": "EFAULT", "getcwd_huge": "ok", "readlink_zero": "EINVAL",
-        "readlink_bad_buf": "EFAULT", "getdents_bad_buf": "EFAULT", "getdents_tiny": "EINVAL",
-        "getdents_badfd": "EBADF", "getdents_file": "ENOTDIR", "uname_null": "EFAULT",
-        "fstat_badfd": "EBADF", "openat2_bigsize": "EINVAL", "kill_badsig": "EINVAL",
-        "still_serving": "ok", "exe_is_argv0": "1", "cwd": "/sandbox",
+        "open_null": "EFAULT",
+        "open_low": "EFAULT",
+        "open_kernel": "EFAULT",
+        "open_noncanonical": "EFAULT",
+        "open_unterminated_page": "EFAULT",
+        "open_too_long": "ENAMETOOLONG",
+        "open_5000": "ENAMETOOLONG",
+        "open_long_name": "ENAMETOOLONG",
+        "stat_null_buf": "EFAULT",
+        "stat_ro_buf": "EFAULT",
+        "stat_bad_flags": "EINVAL",
+        "stat_bad_dirfd": "EBADF",
+        "getcwd_small": "ERANGE",
+        "getcwd_null": "EFAULT",
+        "getcwd_huge": "ok",
+        "readlink_zero": "EINVAL",
+        "readlink_bad_buf": "EFAULT",
+        "getdents_bad_buf": "EFAULT",
+        "getdents_tiny": "EINVAL",
+        "getdents_badfd": "EBADF",
+        "getdents_file": "ENOTDIR",
+        "uname_null": "EFAULT",
+        "fstat_badfd": "EBADF",
+        "openat2_bigsize": "EINVAL",
+        "kill_badsig": "EINVAL",
+        "still_serving": "ok",
+        "exe_is_argv0": "1",
+        "cwd": "/sandbox",
     }
     assert r.ok

@@ -3,6 +3,7 @@ ordinary Python exception, and the host must be untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -47,10 +48,8 @@ def test_connecting_to_a_local_port_fails() -> None:
     accepted: list[object] = []
 
     def watch() -> None:
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(server.accept())
-        except OSError:
-            pass
 
     t = threading.Thread(target=watch)
     t.start()
@@ -168,7 +167,13 @@ def test_no_host_path_reaches_the_guest(tmp_path: pathlib.Path) -> None:
     """)
     assert r.ok, r.stderr
     out = r.stdout.decode()
-    for host_thing in (tempfile.gettempdir() + "/sandbox-run-", "/work/", "/root", str(tmp_path),
-                       os.uname().nodename + "\n", str(pathlib.Path(sandbox_run.__file__).parent)):
+    for host_thing in (
+        tempfile.gettempdir() + "/sandbox-run-",
+        "/work/",
+        "/root",
+        str(tmp_path),
+        os.uname().nodename + "\n",
+        str(pathlib.Path(sandbox_run.__file__).parent),
+    ):
         assert host_thing not in out, host_thing
     assert "st_uid=1000" in out

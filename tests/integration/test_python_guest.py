@@ -153,8 +153,7 @@ def test_virtual_identity_and_host() -> None:
 
 
 def test_timeout_kills_and_reports() -> None:
-    r = run("import time\nprint('started', flush=True)\ntime.sleep(60)",
-            policy=Policy(timeout=1.0))
+    r = run("import time\nprint('started', flush=True)\ntime.sleep(60)", policy=Policy(timeout=1.0))
     assert r.outcome is Outcome.TIMEOUT
     assert r.stdout == b"started\n"
     assert r.reason == "wall-clock timeout: killed after 1s"
@@ -168,7 +167,8 @@ def test_timeout_kills_a_busy_loop() -> None:
 
 
 def test_memory_limit_gives_memory_error() -> None:
-    r = run("""
+    r = run(
+        """
         chunks = []
         try:
             while True:
@@ -176,7 +176,9 @@ def test_memory_limit_gives_memory_error() -> None:
         except MemoryError:
             del chunks
             print("caught MemoryError")
-    """, policy=Policy(memory=256 << 20))
+    """,
+        policy=Policy(memory=256 << 20),
+    )
     assert r.ok, (r.reason, r.stderr[-500:])
     assert r.stdout == b"caught MemoryError\n"
 

@@ -79,8 +79,15 @@ def test_clone_allows_threads_only() -> None:
     assert action(nr, (thread,)) == bpf.RET_ALLOW
     SIGCHLD = 17
     CLONE_VM, CLONE_VFORK, CLONE_NEWUSER = 0x100, 0x4000, 0x1000_0000
-    for flags in (SIGCHLD, CLONE_VM | CLONE_VFORK | SIGCHLD, thread | CLONE_NEWUSER,
-                  thread | SIGCHLD, thread & ~0x10000, thread | (1 << 32), 0):
+    for flags in (
+        SIGCHLD,
+        CLONE_VM | CLONE_VFORK | SIGCHLD,
+        thread | CLONE_NEWUSER,
+        thread | SIGCHLD,
+        thread & ~0x10000,
+        thread | (1 << 32),
+        0,
+    ):
         assert action(nr, (flags,)) == bpf.RET_USER_NOTIF, hex(flags)
 
 
@@ -118,8 +125,11 @@ def test_prctl_refuses_seccomp_and_capability_changes() -> None:
 VALID = {bpf.RET_ALLOW, bpf.RET_USER_NOTIF, bpf.RET_KILL_PROCESS}
 
 
-@given(st.integers(-(2**31), 2**31 - 1), st.lists(st.integers(0, 2**64 - 1), max_size=6),
-       st.sampled_from([syscalls.AUDIT_ARCH_X86_64, 0x4000_0003]))
+@given(
+    st.integers(-(2**31), 2**31 - 1),
+    st.lists(st.integers(0, 2**64 - 1), max_size=6),
+    st.sampled_from([syscalls.AUDIT_ARCH_X86_64, 0x4000_0003]),
+)
 def test_filter_always_ends_in_a_known_action(nr: int, args: list[int], arch: int) -> None:
     got = bpf.evaluate(PROG, bpf.seccomp_data(nr, args, arch))
     assert got in VALID or got & bpf.RET_ACTION_FULL == bpf.RET_ERRNO

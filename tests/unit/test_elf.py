@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import pathlib
 
@@ -19,7 +20,7 @@ def test_libcmp_orders_like_the_host_cache() -> None:
     pairs = elf.read_ld_cache(pathlib.Path("/etc/ld.so.cache").read_bytes())
     keys = [k.encode() for k, _ in pairs]
     assert len(keys) > 10
-    for a, b in zip(keys, keys[1:], strict=False):
+    for a, b in itertools.pairwise(keys):
         assert elf.libcmp(a, b) >= 0, (a, b)
 
 

@@ -18,21 +18,24 @@ def test_defaults_are_secure_and_documented() -> None:
     assert p.mounts == ()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("250ms", 0.25), ("1.5m", 90),
-                                               ("2h", 7200), (" 10 s ", 10)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("250ms", 0.25), ("1.5m", 90), ("2h", 7200), (" 10 s ", 10)]
+)
 def test_durations_need_and_honour_units(text: str, seconds: float) -> None:
     assert parse_duration(text, "t") == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("512MiB", 512 << 20), ("1GiB", 1 << 30),
-                                            ("100kB", 100_000), ("2G", 2 << 30), ("10B", 10)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512MiB", 512 << 20), ("1GiB", 1 << 30), ("100kB", 100_000), ("2G", 2 << 30), ("10B", 10)],
+)
 def test_sizes_need_and_honour_units(text: str, size: int) -> None:
     assert parse_size(text, "m") == size
 
 
 @pytest.mark.parametrize("bad", ["30", 30, "30 parsecs", "-1s", "0s", True, None, "s"])
 def test_bad_durations_are_refused_with_the_field_named(bad: object) -> None:
-    with pytest.raises(PolicyError, match="^limits.timeout: "):
+    with pytest.raises(PolicyError, match=r"^limits\.timeout: "):
         parse_duration(bad, "limits.timeout")
 
 
@@ -44,25 +47,30 @@ def test_a_bare_number_asks_for_a_unit() -> None:
 def test_toml_file(tmp_path: pathlib.Path) -> None:
     (tmp_path / "data").mkdir()
     f = tmp_path / "p.toml"
-    f.write_text('[limits]\ntimeout = "5s"\nmemory = "256MiB"\n\n'
-                 '[[mount]]\nhost = "data"\nguest = "/data"\nmode = "rw"\n')
+    f.write_text(
+        '[limits]\ntimeout = "5s"\nmemory = "256MiB"\n\n'
+        '[[mount]]\nhost = "data"\nguest = "/data"\nmode = "rw"\n'
+    )
     p = Policy.from_toml(f)
     assert p.timeout == 5 and p.memory == 256 << 20
     assert p.mounts == (Mount(str(tmp_path / "data"), "/data", "rw"),)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[limits]\ntimout = '5s'\n", "unknown key 'timout'"),
-    ("[limit]\n", "unknown key 'limit'"),
-    ("[[mount]]\nhost='a'\nguest='/a'\nwritable=true\n", "unknown key 'writable'"),
-    ("[[mount]]\nguest='/a'\n", "'host' (a path) is required"),
-    ("[[mount]]\nhost='a'\nguest='rel'\n", "guest path must be absolute"),
-    ("[[mount]]\nhost='a'\nguest='/usr/lib'\n", "/usr is provided by the sandbox"),
-    ("[[mount]]\nhost='a'\nguest='/x'\nmode='rwx'\n", "mode must be 'ro' or 'rw'"),
-    ("[limits]\nmemory = '10MiB'\n", "at least 96MiB"),
-    ("[limits]\ntimeout = 5\n", "give a unit"),
-    ("not toml [", "policy file"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[limits]\ntimout = '5s'\n", "unknown key 'timout'"),
+        ("[limit]\n", "unknown key 'limit'"),
+        ("[[mount]]\nhost='a'\nguest='/a'\nwritable=true\n", "unknown key 'writable'"),
+        ("[[mount]]\nguest='/a'\n", "'host' (a path) is required"),
+        ("[[mount]]\nhost='a'\nguest='rel'\n", "guest path must be absolute"),
+        ("[[mount]]\nhost='a'\nguest='/usr/lib'\n", "/usr is provided by the sandbox"),
+        ("[[mount]]\nhost='a'\nguest='/x'\nmode='rwx'\n", "mode must be 'ro' or 'rw'"),
+        ("[limits]\nmemory = '10MiB'\n", "at least 96MiB"),
+        ("[limits]\ntimeout = 5\n", "give a unit"),
+        ("not toml [", "policy file"),
+    ],
+)
 def test_bad_policies_name_the_problem(tmp_path: pathlib.Path, text: str, message: str) -> None:
     f = tmp_path / "p.toml"
     f.write_text(text)

@@ -11,8 +11,14 @@ def test_struct_sizes_match_x86_64() -> None:
     st = vstat.synthetic_stat(1, 2, 0o100644, 10)
     assert len(st.pack()) == 144
     assert len(st.pack_statx()) == vstat.STATX_SIZE == 256
-    assert len(vstat.pack_statfs(fs_type=1, bsize=4096, blocks=1, bfree=1, files=1, ffree=1,
-                                 read_only=True)) == 120
+    assert (
+        len(
+            vstat.pack_statfs(
+                fs_type=1, bsize=4096, blocks=1, bfree=1, files=1, ffree=1, read_only=True
+            )
+        )
+        == 120
+    )
 
 
 def test_dirent_records_are_aligned_and_terminated() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sandbox_run.errors import SyscallError
 from sandbox_run.vfs import paths
-from sandbox_run.vfs.tree import Loc, Mount, Vfs, VDir
+from sandbox_run.vfs.tree import Loc, Mount, VDir, Vfs
 
 
 @pytest.fixture
@@ -70,14 +70,18 @@ def test_plain_files_inside_the_mount(world: tuple[Vfs, pathlib.Path]) -> None:
     assert read_open(vfs, b"rel_inside") == b"nested"
 
 
-def test_absolute_symlinks_resolve_in_the_virtual_namespace(world: tuple[Vfs, pathlib.Path]) -> None:
+def test_absolute_symlinks_resolve_in_the_virtual_namespace(
+    world: tuple[Vfs, pathlib.Path],
+) -> None:
     vfs, _ = world
     assert read_open(vfs, b"abs_virtual") == b"TOOL"
     assert err(read_open, vfs, b"abs_host") == errno.ENOENT
     assert err(read_open, vfs, b"abs_outside") == errno.ENOENT
 
 
-def test_relative_escapes_climb_into_the_skeleton_not_the_host(world: tuple[Vfs, pathlib.Path]) -> None:
+def test_relative_escapes_climb_into_the_skeleton_not_the_host(
+    world: tuple[Vfs, pathlib.Path],
+) -> None:
     vfs, _ = world
     assert err(read_open, vfs, b"rel_escape") == errno.ENOENT  # /outside.txt: no such virtual file
     assert err(read_open, vfs, b"deep_escape") == errno.ENOENT
@@ -191,9 +195,30 @@ def _names(buf: bytes) -> list[bytes]:
     return out
 
 
-COMPONENTS = [b"..", b".", b"data", b"dir", b"sub", b"f", b"file.txt", b"abs_host", b"rel_escape",
-              b"deep_escape", b"abs_virtual", b"rel_inside", b"magic", b"abs_outside", b"usr",
-              b"bin", b"tool", b"lib", b"loop1", b"", b"etc", b"passwd"]
+COMPONENTS = [
+    b"..",
+    b".",
+    b"data",
+    b"dir",
+    b"sub",
+    b"f",
+    b"file.txt",
+    b"abs_host",
+    b"rel_escape",
+    b"deep_escape",
+    b"abs_virtual",
+    b"rel_inside",
+    b"magic",
+    b"abs_outside",
+    b"usr",
+    b"bin",
+    b"tool",
+    b"lib",
+    b"loop1",
+    b"",
+    b"etc",
+    b"passwd",
+]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])

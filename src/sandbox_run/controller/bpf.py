@@ -207,8 +207,9 @@ def compile_filter(table: Sequence[Entry] = TABLE) -> list[Insn]:
     asm.emit(BPF_JMP_JSET_K, X32_SYSCALL_BIT, jt=0, jf=1)
     asm.ja(kill)
     # Numbers above the table (before the x32 bit) are refused like gaps.
-    high = _Range(len(table), X32_SYSCALL_BIT - 1,
-                  Entry(len(table), "unknown", Kind.REFUSE, "unknown", 38))
+    high = _Range(
+        len(table), X32_SYSCALL_BIT - 1, Entry(len(table), "unknown", Kind.REFUSE, "unknown", 38)
+    )
     _emit_tree(asm, [*_ranges(table), high])
     asm.mark(kill)
     asm.ret(RET_KILL_PROCESS)
@@ -222,8 +223,9 @@ def pack(prog: Sequence[Insn]) -> bytes:
     return b"".join(i.pack() for i in prog)
 
 
-def seccomp_data(nr: int, args: Sequence[int] = (), arch: int = AUDIT_ARCH_X86_64,
-                 ip: int = 0) -> bytes:
+def seccomp_data(
+    nr: int, args: Sequence[int] = (), arch: int = AUDIT_ARCH_X86_64, ip: int = 0
+) -> bytes:
     """A ``struct seccomp_data`` as the kernel hands it to the filter."""
     full = [*args, 0, 0, 0, 0, 0, 0][:6]
     return struct.pack("<iIQ6Q", nr, arch, ip, *(a & 0xFFFF_FFFF_FFFF_FFFF for a in full))
@@ -277,8 +279,8 @@ __all__ = [
     "MAX_NR",
     "Insn",
     "compile_filter",
+    "describe_action",
     "evaluate",
     "pack",
     "seccomp_data",
-    "describe_action",
 ]

@@ -65,7 +65,7 @@ CONTINUE_OK: Final = frozenset({"kill", "tgkill", "tkill", "rt_sigqueueinfo", "r
 class Call:
     """One notified system call, as a handler sees it."""
 
-    __slots__ = ("args", "guest", "id", "name", "note", "shown", "_touched", "_valid")
+    __slots__ = ("_touched", "_valid", "args", "guest", "id", "name", "note", "shown")
 
     def __init__(self, guest: Guest, note: Notification, name: str) -> None:
         self.guest = guest
@@ -130,8 +130,10 @@ class Call:
         try:
             return self.guest.getfd(guest_fd)
         except OSError as e:
-            raise SyscallError(errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF,
-                               "no such descriptor") from None
+            raise SyscallError(
+                errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF,
+                "no such descriptor",
+            ) from None
 
     @property
     def touched(self) -> bool:

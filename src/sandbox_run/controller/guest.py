@@ -13,11 +13,28 @@ from .dispatch import CallStats
 class Guest:
     """What handlers may touch: the guest's memory, descriptors, filesystem."""
 
-    __slots__ = ("listener", "mem", "memory_bytes", "pid", "pidfd", "started", "stats",
-                 "trace", "vfs")
+    __slots__ = (
+        "listener",
+        "mem",
+        "memory_bytes",
+        "pid",
+        "pidfd",
+        "started",
+        "stats",
+        "trace",
+        "vfs",
+    )
 
-    def __init__(self, pid: int, pidfd: int, listener: kernel.Listener, vfs: Vfs,
-                 *, memory_bytes: int, trace: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int,
+        listener: kernel.Listener,
+        vfs: Vfs,
+        *,
+        memory_bytes: int,
+        trace: Callable[[str], None] | None,
+    ) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.listener = listener

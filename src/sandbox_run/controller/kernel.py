@@ -6,6 +6,7 @@ values.  Nothing here decides policy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -109,9 +110,11 @@ class Listener:
         Atomic (ADDFD_FLAG_SEND): either the guest gets the descriptor as the
         result of its call, or nothing is installed.  None if the call vanished.
         """
-        buf = bytearray(_ADDFD.pack(nid, ADDFD_FLAG_SEND, host_fd, 0, os.O_CLOEXEC if cloexec else 0))
+        buf = bytearray(
+            _ADDFD.pack(nid, ADDFD_FLAG_SEND, host_fd, 0, os.O_CLOEXEC if cloexec else 0)
+        )
         try:
-            return fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf)
+            return int(fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf))
         except OSError as e:
             if e.errno == errno.ENOENT:
                 return None
@@ -202,9 +205,15 @@ class GuestMemory:
         self._local.len = len(data)
         self._remote.base = addr
         self._remote.len = len(data)
-        n = _syscall(ctypes.c_long(_NR_PROCESS_VM_WRITEV), ctypes.c_long(self.pid),
-                     ctypes.byref(self._local), ctypes.c_long(1), ctypes.byref(self._remote),
-                     ctypes.c_long(1), ctypes.c_long(0))
+        n = _syscall(
+            ctypes.c_long(_NR_PROCESS_VM_WRITEV),
+            ctypes.c_long(self.pid),
+            ctypes.byref(self._local),
+            ctypes.c_long(1),
+            ctypes.byref(self._remote),
+            ctypes.c_long(1),
+            ctypes.c_long(0),
+        )
         if n != len(data):
             raise GuestFault(addr + max(n, 0))
 
@@ -217,8 +226,14 @@ class GuestMemory:
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     """A duplicate, in the controller, of descriptor ``target_fd`` of the guest."""
     # The kernel sets close-on-exec on the new descriptor.
-    return _check(_syscall(ctypes.c_long(_NR_PIDFD_GETFD), ctypes.c_long(pidfd),
-                           ctypes.c_long(target_fd), ctypes.c_long(0)))
+    return _check(
+        _syscall(
+            ctypes.c_long(_NR_PIDFD_GETFD),
+            ctypes.c_long(pidfd),
+            ctypes.c_long(target_fd),
+            ctypes.c_long(0),
+        )
+    )
 
 
 # --- starting a guest through the launcher ---------------------------------
@@ -264,8 +279,9 @@ class LaunchConfig:
     def pack(self) -> bytes:
         flags = FLAG_DROP_PRIVILEGES if self.drop_to else 0
         uid, gid = self.drop_to or (0, 0)
-        out = [struct.pack("=6I", _CONFIG_MAGIC, _CONFIG_VERSION, flags, uid, gid,
-                           len(self.rlimits))]
+        out = [
+            struct.pack("=6I", _CONFIG_MAGIC, _CONFIG_VERSION, flags, uid, gid, len(self.rlimits))
+        ]
         out += [struct.pack("=IIQQ", r, 0, soft, hard) for r, soft, hard in self.rlimits]
         out.append(struct.pack("=II", len(self.filter) // 8, 0))
         out.append(self.filter)
@@ -361,14 +377,10 @@ def kill_group(pid: int, pidfd: int) -> None:
     """SIGKILL the guest's whole process group.  Call only before reaping it."""
     import signal
 
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def reap(pid: int) -> int | None:
@@ -385,5 +397,8 @@ _NR_TGKILL = 234
 
 def tgkill(tgid: int, tid: int, sig: int) -> None:
     """Signal thread ``tid`` only if it belongs to thread group ``tgid``."""
-    _check(_syscall(ctypes.c_long(_NR_TGKILL), ctypes.c_long(tgid), ctypes.c_long(tid),
-                    ctypes.c_long(sig)))
+    _check(
+        _syscall(
+            ctypes.c_long(_NR_TGKILL), ctypes.c_long(tgid), ctypes.c_long(tid), ctypes.c_long(sig)
+        )
+    )

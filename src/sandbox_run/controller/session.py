@@ -129,8 +129,9 @@ async def _feed(stream: trio.lowlevel.FdStream, data: bytes | int) -> None:
         stream.close()
 
 
-async def _run_in(scope: trio.CancelScope, fn: Callable[..., Awaitable[None]], *args: object
-                  ) -> None:
+async def _run_in(
+    scope: trio.CancelScope, fn: Callable[..., Awaitable[None]], *args: object
+) -> None:
     with scope:
         await fn(*args)
 
@@ -162,8 +163,15 @@ async def run_guest(
     guest: Guest | None = None
     reaped = False
     try:
-        layout.build(vfs, private, program.image, policy, program.scripts,
-                     exe=program.exe, bootstrap=program.bootstrap)
+        layout.build(
+            vfs,
+            private,
+            program.image,
+            policy,
+            program.scripts,
+            exe=program.exe,
+            bootstrap=program.bootstrap,
+        )
         cfg = kernel.LaunchConfig(
             program=program.image.program,
             argv=program.argv,

@@ -273,62 +273,113 @@ _refuse(
     E.EPERM,
     "creating processes is not allowed",
 )
-_REFUSE["clone3"] = (E.ENOSYS, "clone3 passes its flags in memory the filter cannot inspect; "
-                     "callers fall back to clone(2)")
-_refuse("ptrace process_vm_readv process_vm_writev kcmp process_madvise process_mrelease "
-        "pidfd_open pidfd_getfd pidfd_send_signal",
-        E.EPERM, "inspecting or signalling other processes is not allowed")
-_refuse("socket connect bind listen sendmsg sendmmsg",
-        E.EACCES, "network access is not granted by the policy")
-_refuse("link linkat symlink symlinkat mknod mknodat",
-        E.EPERM, "creating links and special files is not supported yet")
+_REFUSE["clone3"] = (
+    E.ENOSYS,
+    "clone3 passes its flags in memory the filter cannot inspect; callers fall back to clone(2)",
+)
+_refuse(
+    "ptrace process_vm_readv process_vm_writev kcmp process_madvise process_mrelease "
+    "pidfd_open pidfd_getfd pidfd_send_signal",
+    E.EPERM,
+    "inspecting or signalling other processes is not allowed",
+)
+_refuse(
+    "socket connect bind listen sendmsg sendmmsg",
+    E.EACCES,
+    "network access is not granted by the policy",
+)
+_refuse(
+    "link linkat symlink symlinkat mknod mknodat",
+    E.EPERM,
+    "creating links and special files is not supported yet",
+)
 _refuse("chown fchown lchown fchownat", E.EPERM, "file ownership is virtual and cannot change")
-_refuse("setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr listxattr llistxattr "
-        "flistxattr removexattr lremovexattr fremovexattr setxattrat getxattrat listxattrat "
-        "removexattrat file_getattr file_setattr",
-        E.EOPNOTSUPP, "extended attributes are not supported")
-_refuse("inotify_init inotify_init1 inotify_add_watch inotify_rm_watch fanotify_init "
-        "fanotify_mark", E.ENOSYS, "filesystem watches are not supported")
-_refuse("name_to_handle_at open_by_handle_at", E.EPERM,
-        "file handles bypass path confinement")
-_refuse("setuid setgid setreuid setregid setresuid setresgid setfsuid setfsgid setgroups "
-        "capset setpgid setsid", E.EPERM, "the guest's identity is fixed")
+_refuse(
+    "setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr listxattr llistxattr "
+    "flistxattr removexattr lremovexattr fremovexattr setxattrat getxattrat listxattrat "
+    "removexattrat file_getattr file_setattr",
+    E.EOPNOTSUPP,
+    "extended attributes are not supported",
+)
+_refuse(
+    "inotify_init inotify_init1 inotify_add_watch inotify_rm_watch fanotify_init fanotify_mark",
+    E.ENOSYS,
+    "filesystem watches are not supported",
+)
+_refuse("name_to_handle_at open_by_handle_at", E.EPERM, "file handles bypass path confinement")
+_refuse(
+    "setuid setgid setreuid setregid setresuid setresgid setfsuid setfsgid setgroups "
+    "capset setpgid setsid",
+    E.EPERM,
+    "the guest's identity is fixed",
+)
 _refuse("capget", E.EPERM, "the guest has no capabilities to report")
-_refuse("mount umount2 pivot_root chroot mount_setattr open_tree open_tree_attr move_mount "
-        "fsopen fsconfig fsmount fspick statmount listmount listns unshare setns",
-        E.EPERM, "mounts and namespaces belong to the host")
-_refuse("swapon swapoff reboot sethostname setdomainname settimeofday clock_settime adjtimex "
-        "clock_adjtime acct syslog vhangup quotactl quotactl_fd sync syncfs iopl ioperm "
-        "init_module finit_module delete_module kexec_load kexec_file_load bpf "
-        "perf_event_open lookup_dcookie uselib personality",
-        E.EPERM, "administers the host")
+_refuse(
+    "mount umount2 pivot_root chroot mount_setattr open_tree open_tree_attr move_mount "
+    "fsopen fsconfig fsmount fspick statmount listmount listns unshare setns",
+    E.EPERM,
+    "mounts and namespaces belong to the host",
+)
+_refuse(
+    "swapon swapoff reboot sethostname setdomainname settimeofday clock_settime adjtimex "
+    "clock_adjtime acct syslog vhangup quotactl quotactl_fd sync syncfs iopl ioperm "
+    "init_module finit_module delete_module kexec_load kexec_file_load bpf "
+    "perf_event_open lookup_dcookie uselib personality",
+    E.EPERM,
+    "administers the host",
+)
 _refuse("userfaultfd", E.EPERM, "userfaultfd widens kernel race windows")
-_refuse("io_uring_setup io_uring_enter io_uring_register", E.ENOSYS,
-        "io_uring performs system calls the filter never sees")
-_refuse("io_setup io_destroy io_getevents io_submit io_cancel io_pgetevents", E.ENOSYS,
-        "asynchronous I/O is not supported")
-_refuse("shmget shmat shmctl shmdt semget semop semctl semtimedop msgget msgsnd msgrcv msgctl "
-        "mq_open mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr",
-        E.EPERM, "System V and POSIX IPC objects are shared with the host")
+_refuse(
+    "io_uring_setup io_uring_enter io_uring_register",
+    E.ENOSYS,
+    "io_uring performs system calls the filter never sees",
+)
+_refuse(
+    "io_setup io_destroy io_getevents io_submit io_cancel io_pgetevents",
+    E.ENOSYS,
+    "asynchronous I/O is not supported",
+)
+_refuse(
+    "shmget shmat shmctl shmdt semget semop semctl semtimedop msgget msgsnd msgrcv msgctl "
+    "mq_open mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr",
+    E.EPERM,
+    "System V and POSIX IPC objects are shared with the host",
+)
 _refuse("add_key request_key keyctl", E.EPERM, "kernel keyrings are shared with the host")
-_refuse("seccomp", E.EPERM,
-        "a guest-installed filter with its own listener could answer its own notifications")
-_refuse("modify_ldt set_thread_area get_thread_area", E.EPERM,
-        "segment tables are not needed by 64-bit code")
-_refuse("mlock munlock mlockall munlockall mlock2 mbind set_mempolicy get_mempolicy migrate_pages "
-        "move_pages set_mempolicy_home_node remap_file_pages memfd_secret map_shadow_stack "
-        "memfd_create",
-        E.EPERM, "memory placement and locking are not granted")
+_refuse(
+    "seccomp",
+    E.EPERM,
+    "a guest-installed filter with its own listener could answer its own notifications",
+)
+_refuse(
+    "modify_ldt set_thread_area get_thread_area",
+    E.EPERM,
+    "segment tables are not needed by 64-bit code",
+)
+_refuse(
+    "mlock munlock mlockall munlockall mlock2 mbind set_mempolicy get_mempolicy migrate_pages "
+    "move_pages set_mempolicy_home_node remap_file_pages memfd_secret map_shadow_stack "
+    "memfd_create",
+    E.EPERM,
+    "memory placement and locking are not granted",
+)
 _refuse("ioprio_set ioprio_get", E.EPERM, "I/O priorities can name other processes")
-_refuse("landlock_create_ruleset landlock_add_rule landlock_restrict_self lsm_get_self_attr "
-        "lsm_set_self_attr lsm_list_modules", E.ENOSYS, "security modules are not exposed")
+_refuse(
+    "landlock_create_ruleset landlock_add_rule landlock_restrict_self lsm_get_self_attr "
+    "lsm_set_self_attr lsm_list_modules",
+    E.ENOSYS,
+    "security modules are not exposed",
+)
 _refuse("getdents", E.ENOSYS, "the legacy call is not provided; use getdents64")
 _refuse("cachestat", E.ENOSYS, "page-cache state is not exposed")
 _refuse("ustat sysfs _sysctl", E.ENOSYS, "obsolete interface")
 _refuse("uretprobe uprobe", E.ENOSYS, "kernel-internal trampolines")
-_refuse("create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg afs_syscall "
-        "tuxcall security vserver epoll_ctl_old epoll_wait_old",
-        E.ENOSYS, "not implemented by Linux")
+_refuse(
+    "create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg afs_syscall "
+    "tuxcall security vserver epoll_ctl_old epoll_wait_old",
+    E.ENOSYS,
+    "not implemented by Linux",
+)
 
 # Entries whose filter tests arguments.  The entry's kind applies when no case
 # matches.
@@ -340,42 +391,118 @@ def _cased(name: str, kind: Kind, err: int, reason: str, *cases: Case) -> None:
 
 
 _cased(
-    "ioctl", Kind.REFUSE, E.ENOTTY, "only descriptor-flag and byte-count requests are allowed",
+    "ioctl",
+    Kind.REFUSE,
+    E.ENOTTY,
+    "only descriptor-flag and byte-count requests are allowed",
     Case((ArgTest(1, (FIONREAD, FIONBIO, FIOCLEX, FIONCLEX), mask=0xFFFF_FFFF),), Kind.ALLOW),
     # Terminal probes: the guest's streams are pipes, so the true answer is ENOTTY.
     Case((ArgTest(1, (TCGETS, TIOCGWINSZ, TIOCGPGRP), mask=0xFFFF_FFFF),), Kind.QUIET, E.ENOTTY),
 )
 _cased(
-    "fcntl", Kind.REFUSE, E.EINVAL,
+    "fcntl",
+    Kind.REFUSE,
+    E.EINVAL,
     "only descriptor flags, locks, seals and pipe sizes; no signal-delivery or lease commands",
-    Case((ArgTest(1, (F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW,
-                      F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_DUPFD_CLOEXEC,
-                      F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS), mask=0xFFFF_FFFF),), Kind.ALLOW),
+    Case(
+        (
+            ArgTest(
+                1,
+                (
+                    F_DUPFD,
+                    F_GETFD,
+                    F_SETFD,
+                    F_GETFL,
+                    F_SETFL,
+                    F_GETLK,
+                    F_SETLK,
+                    F_SETLKW,
+                    F_OFD_GETLK,
+                    F_OFD_SETLK,
+                    F_OFD_SETLKW,
+                    F_DUPFD_CLOEXEC,
+                    F_GETPIPE_SZ,
+                    F_ADD_SEALS,
+                    F_GET_SEALS,
+                ),
+                mask=0xFFFF_FFFF,
+            ),
+        ),
+        Kind.ALLOW,
+    ),
 )
 _cased(
-    "clone", Kind.REFUSE, E.EPERM, "only threads may be created, not processes",
-    Case((ArgTest(0, (0,), mask=~CLONE_THREAD_ALLOWED & 0xFFFF_FFFF_FFFF_FFFF, width=64),
-          ArgTest(0, (CLONE_THREAD_REQUIRED,), mask=CLONE_THREAD_REQUIRED, width=64)),
-         Kind.ALLOW),
+    "clone",
+    Kind.REFUSE,
+    E.EPERM,
+    "only threads may be created, not processes",
+    Case(
+        (
+            ArgTest(0, (0,), mask=~CLONE_THREAD_ALLOWED & 0xFFFF_FFFF_FFFF_FFFF, width=64),
+            ArgTest(0, (CLONE_THREAD_REQUIRED,), mask=CLONE_THREAD_REQUIRED, width=64),
+        ),
+        Kind.ALLOW,
+    ),
 )
 _cased(
-    "prctl", Kind.REFUSE, E.EINVAL, "only thread names and read-only queries are allowed",
-    Case((ArgTest(0, (PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_NAME, PR_GET_NAME,
-                      PR_GET_SECCOMP, PR_CAPBSET_READ, PR_GET_TIMERSLACK, PR_SET_NO_NEW_PRIVS,
-                      PR_GET_NO_NEW_PRIVS, PR_SET_VMA), mask=0xFFFF_FFFF),), Kind.ALLOW),
+    "prctl",
+    Kind.REFUSE,
+    E.EINVAL,
+    "only thread names and read-only queries are allowed",
+    Case(
+        (
+            ArgTest(
+                0,
+                (
+                    PR_GET_PDEATHSIG,
+                    PR_GET_DUMPABLE,
+                    PR_SET_NAME,
+                    PR_GET_NAME,
+                    PR_GET_SECCOMP,
+                    PR_CAPBSET_READ,
+                    PR_GET_TIMERSLACK,
+                    PR_SET_NO_NEW_PRIVS,
+                    PR_GET_NO_NEW_PRIVS,
+                    PR_SET_VMA,
+                ),
+                mask=0xFFFF_FFFF,
+            ),
+        ),
+        Kind.ALLOW,
+    ),
 )
 _cased(
-    "socketpair", Kind.REFUSE, E.EACCES, "only connected unix stream pairs (used by asyncio)",
-    Case((ArgTest(0, (AF_UNIX,), mask=0xFFFF_FFFF),
-          ArgTest(1, (SOCK_STREAM,), mask=SOCK_TYPE_MASK)), Kind.ALLOW),
+    "socketpair",
+    Kind.REFUSE,
+    E.EACCES,
+    "only connected unix stream pairs (used by asyncio)",
+    Case(
+        (ArgTest(0, (AF_UNIX,), mask=0xFFFF_FFFF), ArgTest(1, (SOCK_STREAM,), mask=SOCK_TYPE_MASK)),
+        Kind.ALLOW,
+    ),
 )
 _cased(
-    "sendto", Kind.REFUSE, E.EACCES, "sending to an explicit address is network access",
+    "sendto",
+    Kind.REFUSE,
+    E.EACCES,
+    "sending to an explicit address is network access",
     Case((ArgTest(4, (0,), width=64),), Kind.ALLOW),
 )
-for _name in ("prlimit64", "get_robust_list", "getpgid", "getsid", "sched_getaffinity",
-              "sched_setaffinity", "sched_getparam", "sched_setparam", "sched_getscheduler",
-              "sched_setscheduler", "sched_getattr", "sched_setattr", "sched_rr_get_interval"):
+for _name in (
+    "prlimit64",
+    "get_robust_list",
+    "getpgid",
+    "getsid",
+    "sched_getaffinity",
+    "sched_setaffinity",
+    "sched_getparam",
+    "sched_setparam",
+    "sched_getscheduler",
+    "sched_setscheduler",
+    "sched_getattr",
+    "sched_setattr",
+    "sched_rr_get_interval",
+):
     _cased(_name, Kind.REFUSE, E.EPERM, "may name the guest itself (pid 0) only", _self_only())
 _cased("getpriority", Kind.REFUSE, E.EPERM, "may name the guest itself only", _self_only(1))
 _cased("setpriority", Kind.REFUSE, E.EPERM, "may name the guest itself only", _self_only(1))
@@ -408,8 +535,9 @@ def _build() -> tuple[Entry, ...]:
     for nr in range(MAX_NR + 1):
         name = _NAMES.get(nr)
         if name is None:
-            table.append(Entry(nr, f"nr_{nr}", Kind.REFUSE, "no system call has this number",
-                               E.ENOSYS))
+            table.append(
+                Entry(nr, f"nr_{nr}", Kind.REFUSE, "no system call has this number", E.ENOSYS)
+            )
         elif name not in entries:
             raise ValueError(f"syscall {name} ({nr}) has no entry in the table")
         else:

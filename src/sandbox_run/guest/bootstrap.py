@@ -11,40 +11,42 @@ script's directory first on ``sys.path``, and runs the script as
 script.py``.
 """
 
+from __future__ import annotations
+
 import sys
 
 
-def _install_exit():
+def _install_exit() -> None:
     import builtins
 
     class _Quitter:
-        def __init__(self, name):
+        def __init__(self, name: str) -> None:
             self.name = name
 
-        def __repr__(self):
+        def __repr__(self) -> str:
             return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
 
-        def __call__(self, code=None):
+        def __call__(self, code: object = None) -> None:
             raise SystemExit(code)
 
-    builtins.exit = _Quitter("exit")
-    builtins.quit = _Quitter("quit")
+    setattr(builtins, "exit", _Quitter("exit"))  # noqa: B010 -- not typed as assignable
+    setattr(builtins, "quit", _Quitter("quit"))  # noqa: B010
 
 
-def _run(path):
+def _run(path: str) -> None:
     import types
 
     with open(path, "rb") as f:
         source = f.read()
     main = types.ModuleType("__main__")
     main.__file__ = path
-    main.__builtins__ = __builtins__
+    main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
     code = compile(source, path, "exec", dont_inherit=True)
-    exec(code, main.__dict__)
+    exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
 
 
-def main():
+def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("bootstrap: no script given\n")
         raise SystemExit(2)
@@ -65,7 +67,7 @@ def main():
             tb = tb.tb_next
         traceback.print_exception(etype, value, tb)
         sys.stderr.flush()
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

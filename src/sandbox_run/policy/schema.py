@@ -35,8 +35,19 @@ DEFAULT_MEMORY = 512 * MiB
 MIN_MEMORY = 96 * MiB
 MAX_TIMEOUT = 7 * 24 * 3600.0
 #: Virtual paths the sandbox itself provides; mounts may not cover them.
-RESERVED_PATHS = ("/", "/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev", "/sys",
-                  "/sandbox", "/tmp")
+RESERVED_PATHS = (
+    "/",
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/etc",
+    "/proc",
+    "/dev",
+    "/sys",
+    "/sandbox",
+    "/tmp",
+)
 
 MountMode = Literal["ro", "rw"]
 
@@ -60,7 +71,9 @@ class Mount:
             raise PolicyError(f"mount {g!r}: write the guest path in normal form ({norm})")
         for r in RESERVED_PATHS:
             if norm == r or (r != "/" and norm.startswith(r + "/")):
-                raise PolicyError(f"mount {g!r}: {r} is provided by the sandbox and cannot be mounted over")
+                raise PolicyError(
+                    f"mount {g!r}: {r} is provided by the sandbox and cannot be mounted over"
+                )
 
     @property
     def writable(self) -> bool:
@@ -93,8 +106,10 @@ class Policy:
         if not isinstance(self.memory, int) or isinstance(self.memory, bool):
             raise PolicyError(f"memory: expected bytes, got {self.memory!r}")
         if self.memory < MIN_MEMORY:
-            raise PolicyError(f"memory: at least {format_size(MIN_MEMORY)} is needed to start "
-                              f"the interpreter, got {format_size(self.memory)}")
+            raise PolicyError(
+                f"memory: at least {format_size(MIN_MEMORY)} is needed to start "
+                f"the interpreter, got {format_size(self.memory)}"
+            )
         seen: set[str] = set()
         for m in self.mounts:
             if not isinstance(m, Mount):
@@ -124,8 +139,9 @@ class Policy:
         return cls.from_dict(data, base_dir=os.path.dirname(os.path.abspath(p)), source=p)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
-                  ) -> Policy:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
+    ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
         _only(data, {"limits", "mount"}, source)
         kw: dict[str, Any] = {}
@@ -158,7 +174,10 @@ class Policy:
     def to_dict(self) -> dict[str, Any]:
         """The policy in TOML terms (units included)."""
         return {
-            "limits": {"timeout": format_duration(self.timeout), "memory": format_size(self.memory)},
+            "limits": {
+                "timeout": format_duration(self.timeout),
+                "memory": format_size(self.memory),
+            },
             "mount": [{"host": m.host, "guest": m.guest, "mode": m.mode} for m in self.mounts],
         }
 

@@ -9,9 +9,18 @@ from ..errors import PolicyError
 
 _DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _SIZE_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 2**10, "m": 2**20, "g": 2**30,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
 }
 _NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*$")
 _BARE = re.compile(r"^\s*[0-9]+(?:\.[0-9]+)?\s*$")
@@ -46,8 +55,9 @@ def parse_size(value: object, what: str) -> int:
     if not isinstance(value, str):
         raise PolicyError(f"{what}: expected a size such as '512MiB', got {value!r}")
     if _BARE.match(value):
-        raise PolicyError(f"{what}: give a unit, e.g. '{value.strip()}MiB' (B, KiB, MiB, GiB, kB, "
-                          "MB, GB)")
+        raise PolicyError(
+            f"{what}: give a unit, e.g. '{value.strip()}MiB' (B, KiB, MiB, GiB, kB, MB, GB)"
+        )
     m = _NUMBER.match(value)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:

@@ -45,7 +45,7 @@ def dynamic_info(data: bytes) -> DynamicInfo:
     (machine,) = struct.unpack_from("<H", data, 18)
     if machine != _EM_X86_64:
         raise ElfError("not an x86-64 ELF file")
-    phoff, = struct.unpack_from("<Q", data, 32)
+    (phoff,) = struct.unpack_from("<Q", data, 32)
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
     loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
     dyn: tuple[int, int] | None = None
@@ -53,7 +53,9 @@ def dynamic_info(data: bytes) -> DynamicInfo:
         off = phoff + i * phentsize
         if off + 56 > len(data):
             raise ElfError("truncated program headers")
-        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, off
+        )
         if p_type == _PT_LOAD:
             loads.append((p_vaddr, p_offset, p_filesz))
         elif p_type == _PT_DYNAMIC:
@@ -97,7 +99,7 @@ def interpreter(data: bytes) -> str | None:
     """The PT_INTERP path (the dynamic loader), if any."""
     if not is_elf(data):
         return None
-    phoff, = struct.unpack_from("<Q", data, 32)
+    (phoff,) = struct.unpack_from("<Q", data, 32)
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
     for i in range(phnum):
         off = phoff + i * phentsize
@@ -151,9 +153,11 @@ def build_ld_cache(libs: Iterable[tuple[str, str]]) -> bytes:
     """
     import functools
 
+    def descending(x: tuple[bytes, bytes], y: tuple[bytes, bytes]) -> int:
+        return libcmp(y[0], x[0])
+
     items = sorted(
-        {(k.encode(), v.encode()) for k, v in libs},
-        key=functools.cmp_to_key(lambda x, y: libcmp(y[0], x[0])),
+        {(k.encode(), v.encode()) for k, v in libs}, key=functools.cmp_to_key(descending)
     )
     strings_start = _CACHE_HEADER.size + _CACHE_ENTRY.size * len(items)
     strings = bytearray()

@@ -28,8 +28,13 @@ def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0, resolve: int = B
     """openat2(2); raises OSError.  The result is always close-on-exec."""
     how = ctypes.create_string_buffer(_HOW.pack(flags | os.O_CLOEXEC, mode, resolve), _HOW.size)
     while True:
-        fd = _syscall(ctypes.c_long(_NR_OPENAT2), ctypes.c_long(dirfd), ctypes.c_char_p(path),
-                      how, ctypes.c_size_t(_HOW.size))
+        fd = _syscall(
+            ctypes.c_long(_NR_OPENAT2),
+            ctypes.c_long(dirfd),
+            ctypes.c_char_p(path),
+            how,
+            ctypes.c_size_t(_HOW.size),
+        )
         if fd >= 0:
             return int(fd)
         err = ctypes.get_errno()

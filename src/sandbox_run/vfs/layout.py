@@ -23,7 +23,9 @@ from ..policy.schema import Mount, Policy
 from .system import SystemImage
 from .tree import Loc, Vfs
 
-GUEST_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest")
+GUEST_PACKAGE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"
+)
 BOOTSTRAP_VPATH = "/usr/lib/sandbox-run/bootstrap.py"
 SANDBOX_DIR = b"/sandbox"
 DEVICES = {"null": True, "zero": True, "full": True, "random": False, "urandom": False}
@@ -52,8 +54,16 @@ def _cpuinfo(ncpu: int) -> bytes:
     return "".join(f"processor\t: {i}\ncache size\t: {cache}\n\n" for i in range(ncpu)).encode()
 
 
-def build(vfs: Vfs, private_root: str, image: SystemImage, policy: Policy,
-          scripts: tuple[Script, ...] = (), *, exe: str, bootstrap: bool) -> None:
+def build(
+    vfs: Vfs,
+    private_root: str,
+    image: SystemImage,
+    policy: Policy,
+    scripts: tuple[Script, ...] = (),
+    *,
+    exe: str,
+    bootstrap: bool,
+) -> None:
     """Populate ``vfs`` for one run and set its working directory to /sandbox."""
     for path in image.files:
         vfs.mirror_host_path(path)
@@ -64,15 +74,21 @@ def build(vfs: Vfs, private_root: str, image: SystemImage, policy: Policy,
     ncpu = len(os.sched_getaffinity(0))
     vfs.add_file(b"/proc/cpuinfo", content=_cpuinfo(ncpu))
     kib = policy.memory // 1024
-    vfs.add_file(b"/proc/meminfo", content=f"MemTotal:       {kib} kB\nMemFree:        {kib} kB\n"
-                                           f"MemAvailable:   {kib} kB\n".encode())
-    vfs.add_file(b"/sys/devices/system/cpu/online",
-                 content=(f"0-{ncpu - 1}\n" if ncpu > 1 else "0\n").encode())
+    vfs.add_file(
+        b"/proc/meminfo",
+        content=f"MemTotal:       {kib} kB\nMemFree:        {kib} kB\n"
+        f"MemAvailable:   {kib} kB\n".encode(),
+    )
+    vfs.add_file(
+        b"/sys/devices/system/cpu/online",
+        content=(f"0-{ncpu - 1}\n" if ncpu > 1 else "0\n").encode(),
+    )
     for name, writable in DEVICES.items():
         vfs.add_file(b"/dev/" + name.encode(), host_path=f"/dev/{name}", writable=writable)
     if bootstrap:
-        vfs.add_mount(os.fsencode(os.path.dirname(BOOTSTRAP_VPATH)), GUEST_PACKAGE_DIR,
-                      writable=False)
+        vfs.add_mount(
+            os.fsencode(os.path.dirname(BOOTSTRAP_VPATH)), GUEST_PACKAGE_DIR, writable=False
+        )
     sandbox = os.path.join(private_root, "sandbox")
     tmp = os.path.join(private_root, "tmp")
     os.mkdir(sandbox, 0o700)

@@ -59,26 +59,56 @@ class VStat:
         a, an = divmod(self.atime_ns, 1_000_000_000)
         m, mn = divmod(self.mtime_ns, 1_000_000_000)
         c, cn = divmod(self.ctime_ns, 1_000_000_000)
-        return _STAT.pack(self.dev, self.ino, self.nlink, self.mode, self.uid, self.gid, 0,
-                          self.rdev, self.size, self.blksize, self.blocks, a, an, m, mn, c, cn)
+        return _STAT.pack(
+            self.dev,
+            self.ino,
+            self.nlink,
+            self.mode,
+            self.uid,
+            self.gid,
+            0,
+            self.rdev,
+            self.size,
+            self.blksize,
+            self.blocks,
+            a,
+            an,
+            m,
+            mn,
+            c,
+            cn,
+        )
 
     def pack_statx(self) -> bytes:
-        head = _STATX_HEAD.pack(STATX_BASIC_STATS, self.blksize, 0, self.nlink, self.uid,
-                                self.gid, self.mode, self.ino, self.size, self.blocks, 0)
+        head = _STATX_HEAD.pack(
+            STATX_BASIC_STATS,
+            self.blksize,
+            0,
+            self.nlink,
+            self.uid,
+            self.gid,
+            self.mode,
+            self.ino,
+            self.size,
+            self.blocks,
+            0,
+        )
         ts = b"".join(
             _STATX_TS.pack(*divmod(t, 1_000_000_000), 0)
             for t in (self.atime_ns, 0, self.ctime_ns, self.mtime_ns)  # atime btime ctime mtime
         )
-        tail = _STATX_TAIL.pack(os.major(self.rdev), os.minor(self.rdev), os.major(self.dev),
-                                os.minor(self.dev), 0)
+        tail = _STATX_TAIL.pack(
+            os.major(self.rdev), os.minor(self.rdev), os.major(self.dev), os.minor(self.dev), 0
+        )
         out = head + ts + tail
         return out + bytes(STATX_SIZE - len(out))
 
 
 def synthetic_stat(dev: int, ino: int, mode: int, size: int = 0, nlink: int = 1) -> VStat:
     t = SYNTHETIC_TIME * 1_000_000_000
-    return VStat(dev, ino, mode, nlink, ROOT_UID, ROOT_UID, 0, size, 4096, (size + 511) // 512,
-                 t, t, t)
+    return VStat(
+        dev, ino, mode, nlink, ROOT_UID, ROOT_UID, 0, size, 4096, (size + 511) // 512, t, t, t
+    )
 
 
 class Identities:
@@ -113,16 +143,53 @@ class Identities:
     def translate(self, st: os.stat_result, dev_key: object, uid: int, gid: int) -> VStat:
         mode = st.st_mode
         rdev = st.st_rdev if S.S_ISCHR(mode) or S.S_ISBLK(mode) else 0
-        return VStat(self.dev(dev_key), self.ino(st.st_dev, st.st_ino), mode, st.st_nlink, uid,
-                     gid, rdev, st.st_size, st.st_blksize, st.st_blocks, st.st_atime_ns,
-                     st.st_mtime_ns, st.st_ctime_ns)
+        return VStat(
+            self.dev(dev_key),
+            self.ino(st.st_dev, st.st_ino),
+            mode,
+            st.st_nlink,
+            uid,
+            gid,
+            rdev,
+            st.st_size,
+            st.st_blksize,
+            st.st_blocks,
+            st.st_atime_ns,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        )
 
 
-def pack_statfs(*, fs_type: int, bsize: int, blocks: int, bfree: int, files: int,
-                ffree: int, read_only: bool, namelen: int = 255) -> bytes:
+def pack_statfs(
+    *,
+    fs_type: int,
+    bsize: int,
+    blocks: int,
+    bfree: int,
+    files: int,
+    ffree: int,
+    read_only: bool,
+    namelen: int = 255,
+) -> bytes:
     ST_RDONLY = 1
-    return _STATFS.pack(fs_type, bsize, blocks, bfree, bfree, files, ffree, 0, 0, namelen,
-                        bsize, ST_RDONLY if read_only else 0, 0, 0, 0, 0)
+    return _STATFS.pack(
+        fs_type,
+        bsize,
+        blocks,
+        bfree,
+        bfree,
+        files,
+        ffree,
+        0,
+        0,
+        namelen,
+        bsize,
+        ST_RDONLY if read_only else 0,
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 def dirent(ino: int, next_off: int, dtype: int, name: bytes) -> bytes:
@@ -138,6 +205,11 @@ DT_UNKNOWN, DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 0, 1, 2, 
 
 def dtype_of_mode(mode: int) -> int:
     return {
-        S.S_IFREG: DT_REG, S.S_IFDIR: DT_DIR, S.S_IFLNK: DT_LNK, S.S_IFCHR: DT_CHR,
-        S.S_IFBLK: DT_BLK, S.S_IFIFO: DT_FIFO, S.S_IFSOCK: DT_SOCK,
+        S.S_IFREG: DT_REG,
+        S.S_IFDIR: DT_DIR,
+        S.S_IFLNK: DT_LNK,
+        S.S_IFCHR: DT_CHR,
+        S.S_IFBLK: DT_BLK,
+        S.S_IFIFO: DT_FIFO,
+        S.S_IFSOCK: DT_SOCK,
     }.get(S.S_IFMT(mode), DT_UNKNOWN)

@@ -91,8 +91,9 @@ def library_closure(roots: list[str]) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def image_for(program: str, data_dirs: tuple[str, ...] = (), *, expose_program: bool = False
-              ) -> SystemImage:
+def image_for(
+    program: str, data_dirs: tuple[str, ...] = (), *, expose_program: bool = False
+) -> SystemImage:
     """What ``program`` needs to run: its libraries and ``data_dirs`` (and, with
     ``expose_program``, itself at its host path).
 

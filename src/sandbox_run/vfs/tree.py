@@ -71,8 +71,14 @@ class VFile(Node):
 
     __slots__ = ("content", "host_path", "writable")
 
-    def __init__(self, ino: int, *, host_path: str | None = None, content: bytes | None = None,
-                 writable: bool = False) -> None:
+    def __init__(
+        self,
+        ino: int,
+        *,
+        host_path: str | None = None,
+        content: bytes | None = None,
+        writable: bool = False,
+    ) -> None:
         super().__init__(ino)
         if (host_path is None) == (content is None):
             raise ValueError("a VFile has either a host path or content")
@@ -131,14 +137,29 @@ class PrivateArea:
 _O_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 _O_TMPFILE = 0o20000000 | os.O_DIRECTORY
 # Flags passed through to the host open; everything else is dropped.
-_PASS_FLAGS = (_O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_APPEND | os.O_DIRECTORY
-               | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC | os.O_NOATIME
-               | os.O_PATH | _O_TMPFILE | os.O_LARGEFILE)
+_PASS_FLAGS = (
+    _O_ACCMODE
+    | os.O_CREAT
+    | os.O_EXCL
+    | os.O_TRUNC
+    | os.O_APPEND
+    | os.O_DIRECTORY
+    | os.O_NOFOLLOW
+    | os.O_NONBLOCK
+    | os.O_DSYNC
+    | os.O_SYNC
+    | os.O_NOATIME
+    | os.O_PATH
+    | _O_TMPFILE
+    | os.O_LARGEFILE
+)
 
 
 def _want_write(flags: int) -> bool:
-    return (flags & _O_ACCMODE) != os.O_RDONLY or bool(flags & (os.O_TRUNC | os.O_CREAT)) or (
-        flags & _O_TMPFILE == _O_TMPFILE
+    return (
+        (flags & _O_ACCMODE) != os.O_RDONLY
+        or bool(flags & (os.O_TRUNC | os.O_CREAT))
+        or (flags & _O_TMPFILE == _O_TMPFILE)
     )
 
 
@@ -190,10 +211,18 @@ class Vfs:
     def add_symlink(self, vpath: bytes, target: bytes) -> None:
         self._place(vpath, VLink(self.ids.new_ino(), target))
 
-    def add_file(self, vpath: bytes, *, host_path: str | None = None,
-                 content: bytes | None = None, writable: bool = False) -> None:
-        self._place(vpath, VFile(self.ids.new_ino(), host_path=host_path, content=content,
-                                 writable=writable))
+    def add_file(
+        self,
+        vpath: bytes,
+        *,
+        host_path: str | None = None,
+        content: bytes | None = None,
+        writable: bool = False,
+    ) -> None:
+        self._place(
+            vpath,
+            VFile(self.ids.new_ino(), host_path=host_path, content=content, writable=writable),
+        )
 
     def add_mount(self, vpath: bytes, host_dir: str, *, writable: bool) -> Mount:
         m = Mount(self.ids.new_ino(), host_dir, writable)
@@ -336,11 +365,16 @@ class Vfs:
                         continue
                     rest = b"/".join(comps[i + 1 :]) + (b"/" if trailing else b"")
                     parent = Loc(mount.parent or self.root)
-                    return self._finish(self.resolve(parent, rest or b".", follow, links),
-                                        follow, links)
+                    return self._finish(
+                        self.resolve(parent, rest or b".", follow, links), follow, links
+                    )
                 try:
-                    fd = hostfs.openat2(cur_fd(), c, os.O_PATH | os.O_NOFOLLOW,
-                                        resolve=hostfs.BENEATH | hostfs.RESOLVE_NO_SYMLINKS)
+                    fd = hostfs.openat2(
+                        cur_fd(),
+                        c,
+                        os.O_PATH | os.O_NOFOLLOW,
+                        resolve=hostfs.BENEATH | hostfs.RESOLVE_NO_SYMLINKS,
+                    )
                 except OSError as e:
                     if e.errno == errno.ENOENT and last:
                         names = [n for n, _ in stack] + [c]
@@ -356,8 +390,9 @@ class Vfs:
                     rest_comps = comps[i + 1 :]
                     if target.startswith(b"/"):
                         rest = b"/".join([target, *rest_comps]) + (b"/" if trailing else b"")
-                        return self._finish(self.resolve(Loc(self.root), rest, follow, links),
-                                            follow, links)
+                        return self._finish(
+                            self.resolve(Loc(self.root), rest, follow, links), follow, links
+                        )
                     comps = paths.split(target) + rest_comps
                     i = 0
                     continue
@@ -437,8 +472,13 @@ class Vfs:
     def node_stat(self, node: Node) -> VStat:
         dev = self.ids.dev("skeleton")
         if isinstance(node, VDir):
-            return synthetic_stat(dev, node.ino, S.S_IFDIR | 0o555, 4096,
-                                  2 + sum(isinstance(c, (VDir, Mount)) for c in node.children.values()))
+            return synthetic_stat(
+                dev,
+                node.ino,
+                S.S_IFDIR | 0o555,
+                4096,
+                2 + sum(isinstance(c, (VDir, Mount)) for c in node.children.values()),
+            )
         if isinstance(node, VLink):
             return synthetic_stat(dev, node.ino, S.S_IFLNK | 0o777, len(node.target))
         if isinstance(node, VFile):
@@ -558,14 +598,17 @@ class Vfs:
                 return fd
             # Look first (O_PATH), then open the very same inode: opening a
             # FIFO or device in a mounted directory must never happen.
-            loc, opath = self._host_open(loc, os.O_PATH | (host_flags & (os.O_NOFOLLOW | os.O_DIRECTORY)))
+            loc, opath = self._host_open(
+                loc, os.O_PATH | (host_flags & (os.O_NOFOLLOW | os.O_DIRECTORY))
+            )
         except _Elsewhere as e:
             return self._open_loc(e.loc, flags, mode)
         try:
             self._check_type(opath, allow_any=False)
             try:
-                return hostfs.reopen(opath, host_flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL)
-                                     | os.O_NOCTTY)
+                return hostfs.reopen(
+                    opath, host_flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL) | os.O_NOCTTY
+                )
             except OSError as e:
                 raise SyscallError(e.errno or errno.EIO, "host open failed") from None
         finally:
@@ -595,8 +638,10 @@ class Vfs:
 
     def _open_vfile(self, node: VFile, flags: int) -> int:
         if node.host_path is not None:
-            fd = os.open(node.host_path, (flags & (_O_ACCMODE | os.O_NONBLOCK | os.O_PATH))
-                         | os.O_CLOEXEC | os.O_NOCTTY)
+            fd = os.open(
+                node.host_path,
+                (flags & (_O_ACCMODE | os.O_NONBLOCK | os.O_PATH)) | os.O_CLOEXEC | os.O_NOCTTY,
+            )
             st = os.fstat(fd)
             self._objects.setdefault((st.st_dev, st.st_ino), node)
             return fd
@@ -763,8 +808,10 @@ class Vfs:
         if not parent and stripped.startswith(b"/"):
             parent = b"/"
         if not paths.is_single_name(name):
-            raise SyscallError(errno.EINVAL if name == b"." else errno.ENOTEMPTY
-                               if name == b".." else errno.EBUSY, "cannot change this entry")
+            raise SyscallError(
+                errno.EINVAL if name == b"." else errno.ENOTEMPTY if name == b".." else errno.EBUSY,
+                "cannot change this entry",
+            )
         loc = self.resolve(start, parent or b".", follow=True)
         if not loc.hosted:
             if isinstance(loc.node, VDir):
@@ -808,13 +855,17 @@ class Vfs:
         if path.endswith(b"/"):
             # unlink("dir/") is EISDIR or ENOTDIR on Linux; let stat decide.
             st = self.stat(start, path, follow=True)
-            raise SyscallError(errno.EISDIR if S.S_ISDIR(st.mode) else errno.ENOTDIR, "trailing slash")
+            raise SyscallError(
+                errno.EISDIR if S.S_ISDIR(st.mode) else errno.ENOTDIR, "trailing slash"
+            )
         self._change(start, path, "unlink")
 
     def rmdir(self, start: Loc, path: bytes) -> None:
         self._change(start, path, "rmdir")
 
-    def rename(self, old_start: Loc, old: bytes, new_start: Loc, new: bytes, flags: int = 0) -> None:
+    def rename(
+        self, old_start: Loc, old: bytes, new_start: Loc, new: bytes, flags: int = 0
+    ) -> None:
         m1, d1, n1 = self._parent_and_name(old_start, old)
         try:
             m2, d2, n2 = self._parent_and_name(new_start, new)
@@ -883,8 +934,14 @@ class Vfs:
             raise SyscallError(errno.EROFS, "read-only")
         os.fchmod(host_fd, mode & 0o1777)
 
-    def utimens(self, start: Loc | None, path: bytes | None, host_fd: int | None,
-                times: tuple[int, int] | None, follow: bool) -> None:
+    def utimens(
+        self,
+        start: Loc | None,
+        path: bytes | None,
+        host_fd: int | None,
+        times: tuple[int, int] | None,
+        follow: bool,
+    ) -> None:
         """Set (atime_ns, mtime_ns), or both to now when ``times`` is None."""
         if path is None:
             if host_fd is None:
@@ -902,7 +959,8 @@ class Vfs:
             if S.S_ISLNK(os.fstat(target).st_mode):
                 return  # like Linux with AT_SYMLINK_NOFOLLOW on most filesystems: a no-op here
             os.utime(f"/proc/self/fd/{target}", ns=times) if times else os.utime(
-                f"/proc/self/fd/{target}")
+                f"/proc/self/fd/{target}"
+            )
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO, "utime failed") from None
         finally:
@@ -912,7 +970,8 @@ class Vfs:
     def statfs_loc(self, loc: Loc) -> tuple[bool, os.statvfs_result | None]:
         if isinstance(loc.node, Mount):
             return not loc.node.writable, os.fstatvfs(loc.node.root_fd) if False else os.statvfs(
-                f"/proc/self/fd/{loc.node.root_fd}")
+                f"/proc/self/fd/{loc.node.root_fd}"
+            )
         return True, None
 
     def close(self) -> None:

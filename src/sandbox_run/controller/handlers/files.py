@@ -99,8 +99,9 @@ def _write_stat(call: Call, addr: int, data: bytes) -> int:
     return 0
 
 
-def _stat_path(call: Call, dirfd_index: int | None, path_index: int, flags: int,
-               statx: bool = False) -> bytes:
+def _stat_path(
+    call: Call, dirfd_index: int | None, path_index: int, flags: int, statx: bool = False
+) -> bytes:
     vfs = call.guest.vfs
     path = call.path(path_index)
     if not path and flags & AT_EMPTY_PATH:
@@ -384,8 +385,13 @@ def _times_from_timespecs(call: Call, addr: int) -> tuple[int | None, int | None
     return out[0], out[1]
 
 
-def _utimes(call: Call, dirfd_index: int | None, path: bytes | None,
-            times: tuple[int | None, int | None] | None, flags: int) -> int:
+def _utimes(
+    call: Call,
+    dirfd_index: int | None,
+    path: bytes | None,
+    times: tuple[int | None, int | None] | None,
+    flags: int,
+) -> int:
     vfs = call.guest.vfs
     follow = not flags & AT_SYMLINK_NOFOLLOW
     if times is not None and (times[0] is None or times[1] is None):
@@ -402,8 +408,10 @@ def _utimes(call: Call, dirfd_index: int | None, path: bytes | None,
                 os.close(host)
         else:
             cur = vfs.stat(_start(call, dirfd_index, path), path, follow)
-        times = (cur.atime_ns if times[0] is None else times[0],
-                 cur.mtime_ns if times[1] is None else times[1])
+        times = (
+            cur.atime_ns if times[0] is None else times[0],
+            cur.mtime_ns if times[1] is None else times[1],
+        )
     full = None if times is None else (int(times[0] or 0), int(times[1] or 0))
     call.check_id()
     if path is None:
@@ -470,11 +478,18 @@ def _statfs_for(loc: Loc) -> bytes:
             sv = os.statvfs(f"/proc/self/fd/{node.root_fd}")
         except OSError:
             raise SyscallError(errno.EIO, "statfs failed") from None
-        return pack_statfs(fs_type=_TMPFS_MAGIC if node.writable else _RO_MAGIC,
-                           bsize=sv.f_bsize, blocks=sv.f_blocks, bfree=sv.f_bavail,
-                           files=sv.f_files, ffree=sv.f_favail, read_only=not node.writable)
-    return pack_statfs(fs_type=_RO_MAGIC, bsize=4096, blocks=0, bfree=0, files=0, ffree=0,
-                       read_only=True)
+        return pack_statfs(
+            fs_type=_TMPFS_MAGIC if node.writable else _RO_MAGIC,
+            bsize=sv.f_bsize,
+            blocks=sv.f_blocks,
+            bfree=sv.f_bavail,
+            files=sv.f_files,
+            ffree=sv.f_favail,
+            read_only=not node.writable,
+        )
+    return pack_statfs(
+        fs_type=_RO_MAGIC, bsize=4096, blocks=0, bfree=0, files=0, ffree=0, read_only=True
+    )
 
 
 @handles("statfs", argc=2)

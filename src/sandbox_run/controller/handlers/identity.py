@@ -50,8 +50,9 @@ def getgroups(call: Call) -> int:
     if size == 0:
         return 1
     if size >= 1 << 31:
-        from ...errors import SyscallError
         import errno
+
+        from ...errors import SyscallError
 
         raise SyscallError(errno.EINVAL, "negative size")
     call.write(call.args[1], struct.pack("<I", GUEST_GID))

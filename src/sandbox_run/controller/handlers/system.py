@@ -26,6 +26,7 @@ def sysinfo(call: Call) -> int:
     g = call.guest
     total = g.memory_bytes
     uptime = int(time.monotonic() - g.started)
-    call.write(call.args[0], _SYSINFO.pack(uptime, 0, 0, 0, total, total, 0, 0, 0, 0, 1, 0,
-                                           0, 0, 1))
+    call.write(
+        call.args[0], _SYSINFO.pack(uptime, 0, 0, 0, total, total, 0, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
     return 0
