@@ -6,35 +6,63 @@ The public API is this flat namespace::
     import sandbox_run
     result = sandbox_run.run("print(6 * 7)")
     result.stdout          # b"42\\n"
+
+Names are imported on first use, so that ``sandbox-run --help`` and command-
+line errors do not pay for importing trio.
 """
 
-from .api import (
-    run,
-    run_async,
-    run_exec,
-    run_exec_async,
-    run_path,
-    run_path_async,
-)
-from .errors import LaunchError, PolicyError, SandboxError
-from .policy.schema import Mount, Policy
-from .result import Denial, Outcome, Result
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Denial",
-    "LaunchError",
-    "Mount",
-    "Outcome",
-    "Policy",
-    "PolicyError",
-    "Result",
-    "SandboxError",
-    "run",
-    "run_async",
-    "run_exec",
-    "run_exec_async",
-    "run_path",
-    "run_path_async",
-]
+# name -> module that defines it
+_EXPORTS = {
+    "run": "api",
+    "run_async": "api",
+    "run_exec": "api",
+    "run_exec_async": "api",
+    "run_path": "api",
+    "run_path_async": "api",
+    "LaunchError": "errors",
+    "PolicyError": "errors",
+    "SandboxError": "errors",
+    "Mount": "policy.schema",
+    "Policy": "policy.schema",
+    "Denial": "result",
+    "Outcome": "result",
+    "Result": "result",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers (re-exported)
+    from .api import run as run
+    from .api import run_async as run_async
+    from .api import run_exec as run_exec
+    from .api import run_exec_async as run_exec_async
+    from .api import run_path as run_path
+    from .api import run_path_async as run_path_async
+    from .errors import LaunchError as LaunchError
+    from .errors import PolicyError as PolicyError
+    from .errors import SandboxError as SandboxError
+    from .policy.schema import Mount as Mount
+    from .policy.schema import Policy as Policy
+    from .result import Denial as Denial
+    from .result import Outcome as Outcome
+    from .result import Result as Result
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sandbox_run' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

@@ -30,9 +30,11 @@ def test_dirent_records_are_aligned_and_terminated() -> None:
 
 
 def test_identities_hide_host_numbers() -> None:
-    ids = vstat.Identities()
+    devs = vstat.Devices()
     st = os.stat("/usr/bin")
-    v = ids.translate(st, "k", 1000, 1000)
-    assert v.ino != st.st_ino and v.ino == ids.ino(st.st_dev, st.st_ino)
+    v = devs.translate(st, "k", 1000, 1000)
+    assert v.ino != st.st_ino and v.ino == vstat.host_ino(st.st_dev, st.st_ino)
+    assert v.ino >= 2**32  # never collides with synthetic nodes
     assert v.dev != st.st_dev and v.uid == 1000
-    assert ids.translate(st, "k", 0, 0).ino == v.ino  # stable
+    assert vstat.Devices().translate(st, "other", 0, 0).ino == v.ino  # stable across sandboxes
+    assert vstat.host_ino(st.st_dev, st.st_ino + 1) != v.ino

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from sandbox_run.errors import SyscallError
 from sandbox_run.vfs import paths
+from sandbox_run.vfs.nodes import SHARED
 from sandbox_run.vfs.tree import Loc, Mount, VDir, Vfs
 
 
@@ -38,7 +39,7 @@ def world(tmp_path: pathlib.Path) -> Iterator[tuple[Vfs, pathlib.Path]]:
     os.symlink("loop1", data / "loop2")
     os.symlink(str(outside), data / "abs_outside")
     os.symlink("/proc/self/root/etc/passwd", data / "magic")
-    vfs = Vfs(str(tmp_path / "meta"))
+    vfs = Vfs()
     vfs.add_file(b"/usr/bin/tool", content=b"TOOL")
     vfs.add_symlink(b"/lib", b"usr/lib")
     vfs.add_dir(b"/usr/lib")
@@ -236,7 +237,7 @@ def test_no_path_opens_anything_outside_the_mount(
         return
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
-        allowed = (str(tmp / "data"), str(tmp / "meta"))
+        allowed = (str(tmp / "data"), SHARED._base())
         assert real.startswith(allowed), (path, real)
         assert b"SECRET" not in os.read(fd, 100) if not os.path.isdir(real) else True
     finally:
@@ -248,6 +249,17 @@ def test_normalize_never_climbs_above_root(comps: list[bytes]) -> None:
     p = paths.normalize(b"/" + b"/".join(comps))
     assert p.startswith(b"/") and b"/../" not in p + b"/" and b"//" not in p
     assert paths.normalize(p) == p
+
+
+def test_stat_of_descriptors_is_virtual(world: tuple[Vfs, pathlib.Path]) -> None:
+    vfs, _ = world
+    for path in (b"/", b"/usr/bin/tool", b"file.txt", b"dir"):
+        fd = vfs.open(vfs.cwd, path, os.O_RDONLY, 0)
+        try:
+            by_fd = vfs.stat_object(os.fstat(fd), os.readlink(f"/proc/self/fd/{fd}".encode()))
+        finally:
+            os.close(fd)
+        assert by_fd == vfs.stat(vfs.cwd, path, follow=True), path
 
 
 def test_mount_nodes_are_closed(tmp_path: pathlib.Path) -> None:

@@ -123,6 +123,15 @@ class Call:
         v = self.args[i] & 0xFFFF_FFFF
         return v - (1 << 32) if v >= 1 << 31 else v
 
+    def inspect(self, guest_fd: int) -> tuple[os.stat_result, bytes]:
+        """stat and /proc link of a guest descriptor, without duplicating it."""
+        if guest_fd < 0:
+            raise SyscallError(errno.EBADF, "negative descriptor")
+        try:
+            return self.guest.fd_stat(guest_fd), self.guest.fd_link(guest_fd)
+        except OSError:
+            raise SyscallError(errno.EBADF, "no such descriptor") from None
+
     def dup(self, guest_fd: int) -> int:
         """A controller-side duplicate of a guest descriptor (caller closes it)."""
         if guest_fd < 0:
@@ -224,26 +233,47 @@ def dispatch(guest: Guest, note: Notification, handlers: list[Handler | None]) -
         _close_reply(reply)
         reply = None
         err = SyscallError(errno.EIO, "internal error in the controller")
-    if err is not None:
-        if entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES):
-            guest.stats.deny(Denial(name, err.errno, err.reason))
-            log.info("guest %d: %s refused: %s", guest.pid, name, err)
-        guest.listener.reply(call.id, error=err.errno)
-    elif isinstance(reply, Inject):
-        try:
-            guest.listener.inject_fd(call.id, reply.host_fd, reply.cloexec)
-        except OSError as e:
-            # EMFILE in the guest, for instance: report it as the call's error.
-            guest.listener.reply(call.id, error=e.errno or errno.EIO)
-            err = SyscallError(e.errno or errno.EIO, "descriptor injection failed")
-        finally:
-            os.close(reply.host_fd)
-    elif reply is CONTINUE:
-        guest.listener.allow(call.id)
-    elif isinstance(reply, int):
-        guest.listener.reply(call.id, value=reply)
+    if err is not None and (
+        entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
+    ):
+        guest.stats.deny(Denial(name, err.errno, err.reason))
+        log.info("guest %d: %s refused: %s", guest.pid, name, err)
+    try:
+        err = _answer(guest, call.id, reply, err)
+    except OSError:
+        # The listener itself failed: nothing more can be answered for this
+        # guest, but the controller and other sandboxes carry on.
+        log.exception("answering %s for guest %d failed", name, guest.pid)
     if guest.trace is not None:
         guest.trace(_trace_line(call, _format_result(reply, err)))
+
+
+def _answer(
+    guest: Guest, nid: int, reply: Reply | None, err: SyscallError | None
+) -> SyscallError | None:
+    """Send exactly one answer for notification ``nid``; returns the error sent, if any."""
+    listener = guest.listener
+    if err is not None:
+        listener.reply(nid, error=err.errno)
+        return err
+    if isinstance(reply, Inject):
+        try:
+            listener.inject_fd(nid, reply.host_fd, reply.cloexec)
+        except OSError as e:
+            # EMFILE in the guest, for instance: that is the call's error.
+            listener.reply(nid, error=e.errno or errno.EIO)
+            return SyscallError(e.errno or errno.EIO, "descriptor injection failed")
+        finally:
+            os.close(reply.host_fd)
+        return None
+    if reply is CONTINUE:
+        listener.allow(nid)
+    elif isinstance(reply, int):
+        listener.reply(nid, value=reply)
+    else:
+        listener.reply(nid, error=errno.EIO)
+        return SyscallError(errno.EIO, "internal: no answer")
+    return None
 
 
 def _close_reply(reply: Reply | None) -> None:
@@ -251,27 +281,69 @@ def _close_reply(reply: Reply | None) -> None:
         os.close(reply.host_fd)
 
 
-async def serve(guest: Guest, handlers: list[Handler | None]) -> None:
-    """Answer the guest's notifications until it has no task left."""
+#: Guests being served in each trio run: with only one, ``serve`` may wait
+#: for its next call in a blocking poll instead of a trip through trio.
+_ACTIVE: trio.lowlevel.RunVar[int] = trio.lowlevel.RunVar("sandbox_run_active", default=0)
+#: Longest a blocking wait for the next call may last (milliseconds), and the
+#: longest ``serve`` keeps trio waiting, in seconds.
+EXCLUSIVE_WAIT_MS = 1
+EXCLUSIVE_SLICE = 0.02
+
+
+async def serve(guest: Guest, handlers: list[Handler | None], watch: tuple[int, ...] = ()) -> None:
+    """Answer the guest's notifications until it has no task left.
+
+    ``watch`` are the guest's output pipes.  When this is the only guest of
+    the trio run and no other task is runnable, the next call is awaited in a
+    short blocking poll on the listener and ``watch``: a start-up makes
+    hundreds of calls in a row, and a trip through the scheduler for each
+    costs more than the call itself.  Output ready on a pipe, a quiet guest,
+    or the time slice ending all return to trio.
+    """
+    listener_fd = guest.listener.fd
     poller = select.poll()
-    poller.register(guest.listener.fd, select.POLLIN)
-    while True:
-        await trio.lowlevel.wait_readable(guest.listener.fd)
-        for _ in range(BATCH):
-            events = poller.poll(0)
-            if not events:
+    poller.register(listener_fd, select.POLLIN)
+    for fd in watch:
+        poller.register(fd, select.POLLIN)
+    _ACTIVE.set(_ACTIVE.get() + 1)
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(listener_fd)
+            exclusive = (
+                _ACTIVE.get() == 1 and trio.lowlevel.current_statistics().tasks_runnable == 0
+            )
+            deadline = trio.current_time() + EXCLUSIVE_SLICE if exclusive else 0.0
+            for _ in range(BATCH if not exclusive else 1 << 30):
+                events = poller.poll(EXCLUSIVE_WAIT_MS if exclusive else 0)
+                if not events:
+                    break
+                fd, ev = events[0]
+                if fd != listener_fd or len(events) > 1:
+                    # Output is waiting for the pumps (or more than one fd is
+                    # ready): let trio run them.
+                    if any(f == listener_fd and e & select.POLLIN for f, e in events):
+                        note = guest.listener.recv()
+                        if note is not None:
+                            dispatch(guest, note, handlers)
+                    elif any(f == listener_fd and e & _GONE for f, e in events):
+                        return
+                    break
+                if ev & select.POLLIN:
+                    note = guest.listener.recv()
+                    if note is not None:
+                        dispatch(guest, note, handlers)
+                    if exclusive and trio.current_time() > deadline:
+                        break
+                    continue
+                if ev & _GONE:
+                    return  # every task of the guest is gone
                 break
-            ev = events[0][1]
-            if ev & select.POLLIN:
-                note = guest.listener.recv()
-                if note is not None:
-                    dispatch(guest, note, handlers)
-                continue
-            if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                return  # every task of the guest is gone
-            break
-        else:
             await trio.lowlevel.checkpoint()
+    finally:
+        _ACTIVE.set(_ACTIVE.get() - 1)
+
+
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 def set_argc(table: dict[str, int]) -> None:

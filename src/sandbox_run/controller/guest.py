@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ class Guest:
     """What handlers may touch: the guest's memory, descriptors, filesystem."""
 
     __slots__ = (
+        "_fd_dir",
         "listener",
         "mem",
         "memory_bytes",
@@ -44,12 +46,26 @@ class Guest:
         self.trace = trace
         self.stats = CallStats()
         self.started = time.monotonic()
+        self._fd_dir = f"/proc/{pid}/fd/"
 
     def attach_memory(self) -> None:
         self.mem = kernel.GuestMemory(self.pid)
 
     def getfd(self, guest_fd: int) -> int:
+        """A duplicate of a guest descriptor: for acting on the object itself."""
         return kernel.pidfd_getfd(self.pidfd, guest_fd)
+
+    def fd_stat(self, guest_fd: int) -> os.stat_result:
+        """stat(2) of a guest descriptor's object, through /proc (no duplicate).
+
+        For inspection only: the guest may replace the descriptor at any time,
+        so whatever acts on the object works on a duplicate (``getfd``).
+        """
+        return os.stat(self._fd_dir + str(guest_fd))
+
+    def fd_link(self, guest_fd: int) -> bytes:
+        """What /proc says a guest descriptor points to (a host path for files)."""
+        return os.readlink(os.fsencode(self._fd_dir + str(guest_fd)))
 
     def close(self) -> None:
         self.listener.close()

@@ -7,6 +7,7 @@ normal exit, timeout, cancellation by the caller, or a controller error.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -33,6 +34,7 @@ NOBODY = (65534, 65534)
 _FILTER: bytes | None = None
 _HANDLERS = handler_table()
 _NR_EXECVEAT = syscalls.NR["execveat"]
+log = logging.getLogger("sandbox_run")
 
 Sink = Callable[[bytes], None]
 
@@ -65,6 +67,8 @@ class Exit:
     timed_out: bool = False
     launch_error: str | None = None
     wall_time: float = 0.0
+    cpu_time: float = 0.0  # user + system seconds of the guest
+    max_rss: int = 0  # peak resident memory of the guest, bytes
     stats: CallStats = field(default_factory=CallStats)
 
 
@@ -84,6 +88,8 @@ async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
     if step != 0:
         raise LaunchError(str(kernel.LaunchError(step, value)))
     listener = kernel.Listener(kernel.pidfd_getfd(sp.pidfd, value))
+    if not os.environ.get("NOSYNC"):
+        listener.sync_wakeups()  # best effort: only a speed-up
     try:
         await trio.lowlevel.wait_readable(listener.fd)
         note = listener.recv()
@@ -136,11 +142,14 @@ async def _run_in(
         await fn(*args)
 
 
-async def _wait_exit(sp: kernel.Spawned) -> int:
+async def _wait_exit(sp: kernel.Spawned, result: Exit) -> int:
     await trio.lowlevel.wait_readable(sp.pidfd)
-    status = kernel.reap(sp.pid)
-    if status is None:
+    reaped = kernel.reap(sp.pid)
+    if reaped is None:
         raise LaunchError("the guest process vanished")
+    status, usage = reaped
+    result.cpu_time = usage.ru_utime + usage.ru_stime
+    result.max_rss = usage.ru_maxrss * 1024
     return status
 
 
@@ -156,8 +165,7 @@ async def run_guest(
     start = time.monotonic()
     result = Exit()
     private = tempfile.mkdtemp(prefix="sandbox-run-")
-    os.mkdir(os.path.join(private, "meta"), 0o700)
-    vfs = Vfs(os.path.join(private, "meta"))
+    vfs = Vfs()
     sp: kernel.Spawned | None = None
     streams: list[trio.lowlevel.FdStream] = []
     guest: Guest | None = None
@@ -191,13 +199,13 @@ async def run_guest(
             guest.attach_memory()
             result.stats = guest.stats
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(serve, guest, _HANDLERS)
+                nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
                 nursery.start_soon(_pump, streams[0], stdout)
                 nursery.start_soon(_pump, streams[1], stderr)
                 feeder = trio.CancelScope()
                 if stdin is not None and len(streams) == 3:
                     nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
-                status = await _wait_exit(sp)
+                status = await _wait_exit(sp, result)
                 reaped = True
                 feeder.cancel()
                 _decode_status(status, result)
@@ -207,15 +215,19 @@ async def run_guest(
     except LaunchError as e:
         result.launch_error = str(e)
     except OSError as e:
-        if sp is None:
-            result.launch_error = f"could not start the guest: {e.strerror or e}"
+        if sp is not None:
+            log.exception("sandbox failed")
+            result.launch_error = f"internal error in the controller: {e}"
         else:
-            raise
+            result.launch_error = f"could not start the guest: {e.strerror or e}"
+    except Exception as e:  # a controller bug: end this sandbox, not the host program
+        log.exception("sandbox failed")
+        result.launch_error = f"internal error in the controller: {type(e).__name__}: {e}"
     finally:
         with trio.CancelScope(shield=True):
             if sp is not None and not reaped:
                 kernel.kill_group(sp.pid, sp.pidfd)
-                status = await _wait_exit(sp)
+                status = await _wait_exit(sp, result)
                 if not result.timed_out and result.launch_error is None:
                     _decode_status(status, result)
                 elif result.timed_out:

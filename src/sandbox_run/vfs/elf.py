@@ -36,6 +36,56 @@ def is_elf(data: bytes) -> bool:
     return data[:4] == b"\x7fELF"
 
 
+def read_headers(path: str, limit: int = 64 << 20) -> bytes:
+    """The prefix of an ELF file that ``dynamic_info`` and ``interpreter`` need:
+    program headers, the dynamic section and the dynamic string table (which
+    normally sit near the start), instead of the whole file."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        if not is_elf(head) or len(head) < 64:
+            return head
+        (phoff,) = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        need = phoff + phentsize * phnum
+        if need > len(head):
+            f.seek(0)
+            head = f.read(min(need, limit))
+        loads: list[tuple[int, int, int]] = []
+        dyn: tuple[int, int] | None = None
+        for i in range(phnum):
+            off = phoff + i * phentsize
+            if off + 56 > len(head):
+                break
+            p_type, _fl, p_offset, p_vaddr, _p, p_filesz = struct.unpack_from("<IIQQQQ", head, off)
+            if p_type == _PT_LOAD:
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == _PT_DYNAMIC:
+                dyn = (p_offset, p_filesz)
+            if p_type in (_PT_DYNAMIC, 3):  # PT_INTERP
+                need = max(need, p_offset + p_filesz)
+        f.seek(0)
+        data = f.read(min(need, limit))
+        if dyn is None:
+            return data
+        strtab = strsz = 0
+        for off in range(dyn[0], min(dyn[0] + dyn[1], len(data) - 15), 16):
+            tag, val = struct.unpack_from("<qQ", data, off)
+            if tag == 0:
+                break
+            if tag == _DT_STRTAB:
+                strtab = val
+            elif tag == _DT_STRSZ:
+                strsz = val
+        for v, o, sz in loads:
+            if v <= strtab < v + sz:
+                end = strtab - v + o + strsz
+                if end > len(data):
+                    f.seek(0)
+                    data = f.read(min(end, limit))
+                break
+        return data
+
+
 def dynamic_info(data: bytes) -> DynamicInfo:
     """DT_NEEDED and DT_RUNPATH/DT_RPATH of a 64-bit little-endian x86-64 ELF file."""
     if not is_elf(data) or len(data) < 64:

@@ -15,11 +15,13 @@ directory that is removed with the sandbox.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 from ..errors import PolicyError
 from ..policy.schema import Mount, Policy
+from .nodes import mirror_plan
 from .system import SystemImage
 from .tree import Loc, Vfs
 
@@ -54,6 +56,11 @@ def _cpuinfo(ncpu: int) -> bytes:
     return "".join(f"processor\t: {i}\ncache size\t: {cache}\n\n" for i in range(ncpu)).encode()
 
 
+@functools.lru_cache(maxsize=4)
+def _cpuinfo_cached(ncpu: int) -> bytes:
+    return _cpuinfo(ncpu)
+
+
 def build(
     vfs: Vfs,
     private_root: str,
@@ -66,13 +73,13 @@ def build(
 ) -> None:
     """Populate ``vfs`` for one run and set its working directory to /sandbox."""
     for path in image.files:
-        vfs.mirror_host_path(path)
+        vfs.apply_plan(mirror_plan(path, False))
     for d in image.dirs:
-        vfs.mirror_host_path(d, as_dir=True)
+        vfs.apply_plan(mirror_plan(d, True))
     vfs.add_file(b"/etc/ld.so.cache", content=image.ld_cache)
     vfs.add_symlink(b"/proc/self/exe", os.fsencode(exe))
     ncpu = len(os.sched_getaffinity(0))
-    vfs.add_file(b"/proc/cpuinfo", content=_cpuinfo(ncpu))
+    vfs.add_file(b"/proc/cpuinfo", content=_cpuinfo_cached(ncpu))
     kib = policy.memory // 1024
     vfs.add_file(
         b"/proc/meminfo",

@@ -1,16 +1,20 @@
 """Virtual stat results and directory entries, packed as the kernel would.
 
-The guest never sees a host device or inode number, nor a host owner:
-``Identities`` maps host (device, inode) pairs to small virtual numbers that
-stay stable for the life of one sandbox.
+The guest never sees a host device or inode number, nor a host owner.
+Virtual inode numbers are a keyed hash of the host (device, inode) pair: the
+key is random per controller process, so the numbers reveal nothing about the
+host, yet stay stable across sandboxes, which lets listings of read-only
+directories be cached once for all of them.  Synthetic nodes use small
+numbers (below 2**32); hashed ones are always above.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat as S
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # struct stat on x86-64 (144 bytes)
 _STAT = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
@@ -24,6 +28,7 @@ STATX_BASIC_STATS = 0x7FF
 _STATFS = struct.Struct("<qqqqqqq2iqqq4q")
 # struct linux_dirent64 header: d_ino, d_off, d_reclen, d_type
 _DIRENT = struct.Struct("<QqHB")
+_NS = 1_000_000_000
 
 #: The virtual identity of the guest (files it may write belong to it).
 GUEST_UID = 1000
@@ -32,13 +37,33 @@ ROOT_UID = 0
 #: The fixed time synthetic nodes report (2024-01-01T00:00:00Z).
 SYNTHETIC_TIME = 1_704_067_200
 
+_KEY = os.urandom(16)
+_HASHED_BASE = 1 << 32
+_HASH_MASK = (1 << 62) - 1
 
-def makedev(major: int, minor: int) -> int:
-    return os.makedev(major, minor)
+
+_INO_CACHE: dict[tuple[int, int], int] = {}
+_INO_CACHE_MAX = 1 << 16
 
 
-@dataclass(frozen=True, slots=True)
-class VStat:
+def host_ino(host_dev: int, host_ino_: int) -> int:
+    """The virtual inode number of a host object (keyed hash, >= 2**32)."""
+    key = (host_dev, host_ino_)
+    v = _INO_CACHE.get(key)
+    if v is None:
+        h = hashlib.blake2b(
+            host_dev.to_bytes(8, "little") + host_ino_.to_bytes(8, "little"),
+            digest_size=8,
+            key=_KEY,
+        )
+        v = (int.from_bytes(h.digest(), "little") & _HASH_MASK) | _HASHED_BASE
+        if len(_INO_CACHE) >= _INO_CACHE_MAX:
+            _INO_CACHE.clear()
+        _INO_CACHE[key] = v
+    return v
+
+
+class VStat(NamedTuple):
     """A stat result in guest terms."""
 
     dev: int
@@ -56,9 +81,9 @@ class VStat:
     ctime_ns: int
 
     def pack(self) -> bytes:
-        a, an = divmod(self.atime_ns, 1_000_000_000)
-        m, mn = divmod(self.mtime_ns, 1_000_000_000)
-        c, cn = divmod(self.ctime_ns, 1_000_000_000)
+        a, an = divmod(self.atime_ns, _NS)
+        m, mn = divmod(self.mtime_ns, _NS)
+        c, cn = divmod(self.ctime_ns, _NS)
         return _STAT.pack(
             self.dev,
             self.ino,
@@ -94,7 +119,7 @@ class VStat:
             0,
         )
         ts = b"".join(
-            _STATX_TS.pack(*divmod(t, 1_000_000_000), 0)
+            _STATX_TS.pack(*divmod(t, _NS), 0)
             for t in (self.atime_ns, 0, self.ctime_ns, self.mtime_ns)  # atime btime ctime mtime
         )
         tail = _STATX_TAIL.pack(
@@ -105,47 +130,33 @@ class VStat:
 
 
 def synthetic_stat(dev: int, ino: int, mode: int, size: int = 0, nlink: int = 1) -> VStat:
-    t = SYNTHETIC_TIME * 1_000_000_000
+    t = SYNTHETIC_TIME * _NS
     return VStat(
         dev, ino, mode, nlink, ROOT_UID, ROOT_UID, 0, size, 4096, (size + 511) // 512, t, t, t
     )
 
 
-class Identities:
-    """Virtual device and inode numbers for one sandbox."""
+class Devices:
+    """Virtual device numbers for one sandbox: one per mount, one per kind of
+    kernel object."""
 
-    __slots__ = ("_devs", "_inos", "_next_ino")
+    __slots__ = ("_devs",)
 
     def __init__(self) -> None:
         self._devs: dict[object, int] = {}
-        self._inos: dict[tuple[int, int], int] = {}
-        self._next_ino = 2
-
-    def new_ino(self) -> int:
-        ino = self._next_ino
-        self._next_ino += 1
-        return ino
 
     def dev(self, key: object) -> int:
-        """A virtual device number for ``key`` (a mount, or a host device)."""
         d = self._devs.get(key)
         if d is None:
-            d = self._devs[key] = makedev(0, 0x20 + len(self._devs))
+            d = self._devs[key] = os.makedev(0, 0x20 + len(self._devs))
         return d
-
-    def ino(self, host_dev: int, host_ino: int) -> int:
-        key = (host_dev, host_ino)
-        i = self._inos.get(key)
-        if i is None:
-            i = self._inos[key] = self.new_ino()
-        return i
 
     def translate(self, st: os.stat_result, dev_key: object, uid: int, gid: int) -> VStat:
         mode = st.st_mode
         rdev = st.st_rdev if S.S_ISCHR(mode) or S.S_ISBLK(mode) else 0
         return VStat(
             self.dev(dev_key),
-            self.ino(st.st_dev, st.st_ino),
+            host_ino(st.st_dev, st.st_ino),
             mode,
             st.st_nlink,
             uid,
@@ -201,15 +212,16 @@ def dirent(ino: int, next_off: int, dtype: int, name: bytes) -> bytes:
 
 
 DT_UNKNOWN, DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 0, 1, 2, 4, 6, 8, 10, 12
+_DTYPES = {
+    S.S_IFREG: DT_REG,
+    S.S_IFDIR: DT_DIR,
+    S.S_IFLNK: DT_LNK,
+    S.S_IFCHR: DT_CHR,
+    S.S_IFBLK: DT_BLK,
+    S.S_IFIFO: DT_FIFO,
+    S.S_IFSOCK: DT_SOCK,
+}
 
 
 def dtype_of_mode(mode: int) -> int:
-    return {
-        S.S_IFREG: DT_REG,
-        S.S_IFDIR: DT_DIR,
-        S.S_IFLNK: DT_LNK,
-        S.S_IFCHR: DT_CHR,
-        S.S_IFBLK: DT_BLK,
-        S.S_IFIFO: DT_FIFO,
-        S.S_IFSOCK: DT_SOCK,
-    }.get(S.S_IFMT(mode), DT_UNKNOWN)
+    return _DTYPES.get(S.S_IFMT(mode), DT_UNKNOWN)

@@ -8,7 +8,6 @@ dynamic loader straight at them.  Computed once per program and cached.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 from dataclasses import dataclass
 
@@ -75,8 +74,7 @@ def library_closure(roots: list[str]) -> dict[str, str]:
             continue
         seen.add(real)
         try:
-            data = _read(real)
-            info = elf.dynamic_info(data)
+            info = elf.dynamic_info(elf.read_headers(real))
         except (OSError, elf.ElfError):
             continue
         origin = os.path.dirname(path)
@@ -102,11 +100,12 @@ def image_for(
     """
     roots = [program]
     for d in data_dirs:
-        roots += sorted(glob.glob(os.path.join(d, "**", "*.so"), recursive=True))
+        for top, _dirs, names in os.walk(d):
+            roots += sorted(os.path.join(top, n) for n in names if n.endswith(".so"))
     libs = library_closure(roots)
     files = [program] if expose_program else []
     try:
-        interp = elf.interpreter(_read(os.path.realpath(program), 1 << 16))
+        interp = elf.interpreter(elf.read_headers(os.path.realpath(program)))
     except OSError:
         interp = None
     if interp:

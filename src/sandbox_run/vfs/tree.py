@@ -1,13 +1,11 @@
 """The guest's virtual filesystem: a skeleton of virtual nodes with mounts.
 
-The *skeleton* holds synthetic directories, symlinks and files (the system
-image, /proc/self/exe, /etc/ld.so.cache ...).  *Mounts* attach host
-directories; everything below a mount point is looked up by the kernel with
-``openat2(root, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`` so that no
-path, symlink or rename race can leave the mount.  When such a lookup would
-leave it (``..`` past the mount root, an absolute symlink), openat2 answers
-EXDEV and ``_canonical`` re-walks the path one component at a time, following
-the symlink inside the *virtual* namespace instead.
+Below a mount point, every lookup is done by the kernel with
+``openat2(root, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)``, so no path,
+symlink or rename race can leave the mount.  When such a lookup would leave
+it (``..`` past the mount root, an absolute symlink), openat2 answers EXDEV
+and ``_canonical`` re-walks the path one component at a time, following the
+symlink inside the *virtual* namespace instead.
 
 Every failure is a ``SyscallError`` carrying the errno a real filesystem
 would give.  Host paths never appear in any result or error.
@@ -18,121 +16,31 @@ from __future__ import annotations
 import errno
 import os
 import stat as S
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from ..errors import SyscallError
 from . import hostfs, paths
+from .nodes import SHARED, Loc, Mount, Node, PlanStep, VDir, VFile, VLink
 from .stat import (
     DT_DIR,
     DT_LNK,
     DT_REG,
+    DT_UNKNOWN,
     GUEST_GID,
     GUEST_UID,
     ROOT_UID,
-    Identities,
+    Devices,
     VStat,
+    dirent,
     dtype_of_mode,
+    host_ino,
     synthetic_stat,
 )
 
+__all__ = ["Loc", "Mount", "VDir", "VFile", "VLink", "Vfs"]
+
 MAX_SYMLINKS = 40
-
-
-class Node:
-    __slots__ = ("ino", "name", "parent")
-
-    def __init__(self, ino: int) -> None:
-        self.ino = ino
-        self.name = b""
-        self.parent: VDir | None = None
-
-
-class VDir(Node):
-    """A synthetic, read-only directory."""
-
-    __slots__ = ("children",)
-
-    def __init__(self, ino: int) -> None:
-        super().__init__(ino)
-        self.children: dict[bytes, Node] = {}
-
-
-class VLink(Node):
-    __slots__ = ("target",)
-
-    def __init__(self, ino: int, target: bytes) -> None:
-        super().__init__(ino)
-        self.target = target
-
-
-class VFile(Node):
-    """A read-only file: a host file the controller names, or fixed content."""
-
-    __slots__ = ("content", "host_path", "writable")
-
-    def __init__(
-        self,
-        ino: int,
-        *,
-        host_path: str | None = None,
-        content: bytes | None = None,
-        writable: bool = False,
-    ) -> None:
-        super().__init__(ino)
-        if (host_path is None) == (content is None):
-            raise ValueError("a VFile has either a host path or content")
-        self.host_path = host_path
-        self.content = content
-        self.writable = writable  # only for devices like /dev/null
-
-
-class Mount(Node):
-    """A host directory mounted at this point."""
-
-    __slots__ = ("host_root", "root_fd", "writable")
-
-    def __init__(self, ino: int, host_root: str, writable: bool) -> None:
-        super().__init__(ino)
-        self.host_root = os.path.realpath(host_root)
-        self.writable = writable
-        self.root_fd = os.open(self.host_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        if self.root_fd >= 0:
-            os.close(self.root_fd)
-            self.root_fd = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Loc:
-    """A resolved location: a skeleton node, or a path below a mount's root."""
-
-    node: Node
-    rel: bytes = b""  # only for mounts; b"" is the mount root
-
-    @property
-    def hosted(self) -> bool:
-        return isinstance(self.node, Mount)
-
-
-@dataclass(slots=True)
-class _Listing:
-    entries: list[tuple[bytes, int, int]]  # name, ino, d_type
-
-
-@dataclass(slots=True)
-class PrivateArea:
-    """Host-side scratch space of one sandbox: placeholders, generated files."""
-
-    root: str
-    _n: int = 0
-    created: list[str] = field(default_factory=list)
-
-    def new_path(self, prefix: str) -> str:
-        self._n += 1
-        return os.path.join(self.root, f"{prefix}{self._n}")
-
 
 _O_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 _O_TMPFILE = 0o20000000 | os.O_DIRECTORY
@@ -154,29 +62,50 @@ _PASS_FLAGS = (
     | os.O_LARGEFILE
 )
 
+# Listings of read-only host directories, shared by all sandboxes:
+# (dev, ino, mtime, ctime) of the directory -> packed records after "." and "..".
+_RO_LISTINGS: dict[tuple[int, int, int, int], list[bytes]] = {}
+_RO_LISTINGS_MAX = 256
+_RO_LOCK = threading.Lock()
+
 
 def _want_write(flags: int) -> bool:
     return (
         (flags & _O_ACCMODE) != os.O_RDONLY
         or bool(flags & (os.O_TRUNC | os.O_CREAT))
-        or (flags & _O_TMPFILE == _O_TMPFILE)
+        or flags & _O_TMPFILE == _O_TMPFILE
     )
+
+
+def _oserror(e: OSError, what: str) -> SyscallError:
+    return SyscallError(e.errno or errno.EIO, what)
+
+
+class _Elsewhere(Exception):
+    """A mount-relative lookup led back into the skeleton."""
+
+    def __init__(self, loc: Loc) -> None:
+        super().__init__()
+        self.loc = loc
 
 
 class Vfs:
     """The filesystem of one sandbox."""
 
-    def __init__(self, private_root: str) -> None:
-        self.ids = Identities()
-        self.root = VDir(self.ids.new_ino())
-        self.private = PrivateArea(private_root)
+    def __init__(self) -> None:
+        self._next_ino = 2
+        self.root = VDir(self._new_ino())
+        self.devs = Devices()
         self.mounts: list[Mount] = []
         self.cwd = Loc(self.root)
         self.umask = 0o022
-        # Host (dev, ino) of objects the controller made for synthetic nodes.
-        self._objects: dict[tuple[int, int], Node] = {}
-        self._materialized: dict[int, str] = {}
-        self._listings: dict[tuple[int, int], _Listing] = {}
+        self._host_files: dict[tuple[int, int], VFile] = {}
+        self._snapshots: dict[tuple[int, int], list[bytes]] = {}
+
+    def _new_ino(self) -> int:
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino
 
     # --- building the skeleton ----------------------------------------
     def _dir_at(self, vpath: bytes) -> VDir:
@@ -184,16 +113,17 @@ class Vfs:
         for c in paths.split(vpath):
             child = node.children.get(c)
             if child is None:
-                child = VDir(self.ids.new_ino())
+                child = VDir(self._new_ino())
                 self._attach(node, c, child)
             if not isinstance(child, VDir):
                 raise ValueError(f"{vpath!r}: {c!r} is already something other than a directory")
             node = child
         return node
 
-    def _attach(self, parent: VDir, name: bytes, node: Node) -> None:
+    @staticmethod
+    def _attach(parent: VDir, name: bytes, node: Node) -> None:
         if name in parent.children:
-            raise ValueError(f"{name!r} already exists in the virtual filesystem")
+            raise ValueError(f"{name.decode(errors='replace')} already exists in the sandbox")
         node.name = name
         node.parent = parent
         parent.children[name] = node
@@ -209,7 +139,7 @@ class Vfs:
         self._dir_at(paths.normalize(vpath))
 
     def add_symlink(self, vpath: bytes, target: bytes) -> None:
-        self._place(vpath, VLink(self.ids.new_ino(), target))
+        self._place(vpath, VLink(self._new_ino(), target))
 
     def add_file(
         self,
@@ -220,60 +150,47 @@ class Vfs:
         writable: bool = False,
     ) -> None:
         self._place(
-            vpath,
-            VFile(self.ids.new_ino(), host_path=host_path, content=content, writable=writable),
+            vpath, VFile(self._new_ino(), host_path=host_path, content=content, writable=writable)
         )
 
     def add_mount(self, vpath: bytes, host_dir: str, *, writable: bool) -> Mount:
-        m = Mount(self.ids.new_ino(), host_dir, writable)
-        self._place(vpath, m)
+        m = Mount(self._new_ino(), host_dir, writable)
+        try:
+            self._place(vpath, m)
+        except ValueError:
+            m.close()
+            raise
         self.mounts.append(m)
         return m
 
-    def mirror_host_path(self, host_path: str, *, as_dir: bool = False) -> None:
-        """Expose ``host_path`` at the same virtual path, read-only.
+    def apply_plan(self, plan: tuple[PlanStep, ...]) -> None:
+        """Apply a ``mirror_plan``; steps for paths already present are skipped
+        (several host paths share their leading directories)."""
+        for step in plan:
+            if self._skeleton_node(step.vpath) is not None:
+                continue
+            if step.kind == "dir":
+                self.add_dir(step.vpath)
+            elif step.kind == "link" and isinstance(step.target, bytes):
+                self.add_symlink(step.vpath, step.target)
+            elif step.kind == "file" and isinstance(step.target, str):
+                self.add_file(step.vpath, host_path=step.target)
+            elif step.kind == "mount" and isinstance(step.target, str):
+                self.add_mount(step.vpath, step.target, writable=False)
+            else:
+                raise ValueError(f"bad plan step {step}")
 
-        Symlinks met on the way (``/lib -> usr/lib``, ``libffi.so.8 ->
-        libffi.so.8.1.2``) are mirrored as virtual symlinks, so the guest's
-        usual paths resolve as they do on the host.
-        """
-        todo = [os.path.abspath(host_path)]
-        seen = 0
-        while todo:
-            path = todo.pop()
-            seen += 1
-            if seen > MAX_SYMLINKS:
-                raise ValueError(f"too many symlinks under {host_path}")
-            comps = [c for c in path.split("/") if c]
-            node: VDir = self.root
-            for i, c in enumerate(comps):
-                here = "/" + "/".join(comps[: i + 1])
-                last = i == len(comps) - 1
-                cb = os.fsencode(c)
-                existing = node.children.get(cb)
-                if os.path.islink(here):
-                    target = os.readlink(here)
-                    if existing is None:
-                        self._attach(node, cb, VLink(self.ids.new_ino(), os.fsencode(target)))
-                    rest = "/".join(comps[i + 1 :])
-                    resolved = os.path.normpath(os.path.join(os.path.dirname(here), target))
-                    todo.append(os.path.join(resolved, rest) if rest else resolved)
-                    break
-                if last:
-                    if existing is not None:
-                        break
-                    if as_dir:
-                        self.mounts.append(m := Mount(self.ids.new_ino(), here, False))
-                        self._attach(node, cb, m)
-                    else:
-                        self._attach(node, cb, VFile(self.ids.new_ino(), host_path=here))
-                    break
-                if existing is None:
-                    existing = VDir(self.ids.new_ino())
-                    self._attach(node, cb, existing)
-                if not isinstance(existing, VDir):
-                    break  # already covered by a mount or file
-                node = existing
+    def _skeleton_node(self, vpath: bytes) -> Node | None:
+        """The skeleton node at exactly ``vpath`` (no symlinks followed)."""
+        node: Node = self.root
+        for c in paths.split(vpath):
+            if not isinstance(node, VDir):
+                return None
+            child = node.children.get(c)
+            if child is None:
+                return None
+            node = child
+        return node
 
     # --- resolution ----------------------------------------------------
     def vpath(self, loc: Loc) -> bytes:
@@ -288,8 +205,9 @@ class Vfs:
         return base
 
     def resolve(self, start: Loc, path: bytes, follow: bool, _links: int = 0) -> Loc:
-        """Where ``path`` leads from ``start``.  Inside a mount the result is lexical
-        (``rel`` may still hold symlinks and ``..``); the host lookup finishes it."""
+        """Where ``path`` leads from ``start``.  Inside a mount the result is
+        lexical (``rel`` may still hold symlinks and ``..``); the host lookup
+        finishes it."""
         trailing = path.endswith(b"/")
         comps = paths.split(path)
         cur = Loc(self.root) if path.startswith(b"/") else start
@@ -302,7 +220,6 @@ class Vfs:
                 rel = paths.join(cur.rel, rest) if cur.rel else rest
                 return Loc(node, rel + (b"/" if trailing else b""))
             c = comps[i]
-            last = i == len(comps) - 1
             if not isinstance(node, VDir):
                 raise SyscallError(errno.ENOTDIR, "not a directory")
             if c == b".":
@@ -315,7 +232,7 @@ class Vfs:
             child = node.children.get(c)
             if child is None:
                 raise SyscallError(errno.ENOENT, "no such entry")
-            if isinstance(child, VLink) and (not last or follow or trailing):
+            if isinstance(child, VLink) and (i < len(comps) - 1 or follow or trailing):
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise SyscallError(errno.ELOOP, "too many symlinks")
@@ -326,8 +243,6 @@ class Vfs:
                 continue
             cur = Loc(child)
             i += 1
-        if isinstance(cur.node, Mount) and trailing and not cur.rel:
-            return cur
         if trailing and not isinstance(cur.node, (VDir, Mount)):
             raise SyscallError(errno.ENOTDIR, "not a directory")
         return cur
@@ -346,10 +261,6 @@ class Vfs:
         trailing = loc.rel.endswith(b"/")
         comps = paths.split(loc.rel)
         stack: list[tuple[bytes, int]] = []
-
-        def cur_fd() -> int:
-            return stack[-1][1] if stack else mount.root_fd
-
         try:
             i = 0
             while i < len(comps):
@@ -370,7 +281,7 @@ class Vfs:
                     )
                 try:
                     fd = hostfs.openat2(
-                        cur_fd(),
+                        stack[-1][1] if stack else mount.root_fd,
                         c,
                         os.O_PATH | os.O_NOFOLLOW,
                         resolve=hostfs.BENEATH | hostfs.RESOLVE_NO_SYMLINKS,
@@ -379,7 +290,7 @@ class Vfs:
                     if e.errno == errno.ENOENT and last:
                         names = [n for n, _ in stack] + [c]
                         return Loc(mount, b"/".join(names) + (b"/" if trailing else b""))
-                    raise SyscallError(e.errno or errno.EIO, "lookup failed") from None
+                    raise _oserror(e, "lookup failed") from None
                 st = os.fstat(fd)
                 if S.S_ISLNK(st.st_mode) and (not last or follow or trailing):
                     target = os.readlink(b"", dir_fd=fd)
@@ -408,7 +319,7 @@ class Vfs:
         return self._canonical(loc, follow, links) if loc.hosted else loc
 
     def _host_open(self, loc: Loc, flags: int, mode: int = 0) -> tuple[Loc, int]:
-        """openat2 below a mount, re-walking once if the path leaves it.
+        """openat2 below a mount, re-walking if the path leaves it.
 
         Returns the (possibly changed) location and the host descriptor; raises
         ``_Elsewhere`` when the path led out of the mount into the skeleton.
@@ -421,91 +332,82 @@ class Vfs:
                 return loc, hostfs.openat2(mount.root_fd, loc.rel or b".", flags, mode)
             except OSError as e:
                 if e.errno == errno.EXDEV:
-                    follow = not flags & os.O_NOFOLLOW
-                    loc = self._canonical(loc, follow)
+                    loc = self._canonical(loc, follow=not flags & os.O_NOFOLLOW)
                     continue
                 if e.errno == errno.EAGAIN:  # a rename raced with the lookup
                     continue
-                raise SyscallError(e.errno or errno.EIO, "host open failed") from None
+                raise _oserror(e, "host open failed") from None
         raise SyscallError(errno.ELOOP, "lookup kept leaving the mount")
 
     def _opath(self, loc: Loc, follow: bool) -> tuple[Loc, int]:
         return self._host_open(loc, os.O_PATH | (0 if follow else os.O_NOFOLLOW))
 
-    # --- locations of guest descriptors -----------------------------------
-    def locate_fd(self, host_fd: int) -> Loc:
-        """Where a descriptor of the guest (duplicated into the controller) points."""
-        st = os.fstat(host_fd)
-        node = self._objects.get((st.st_dev, st.st_ino))
-        if node is not None:
+    # --- descriptors of the guest ----------------------------------------
+    def locate(self, st: os.stat_result, link: bytes) -> Loc:
+        """Where a guest descriptor points, from its stat and its /proc link."""
+        vp = SHARED.vpath_of(st)
+        if vp is not None:
+            node = self._skeleton_node(vp)
+            if node is None:
+                raise SyscallError(errno.ENOENT, "stale synthetic object")
             return Loc(node)
-        if not S.S_ISDIR(st.st_mode) and not S.S_ISREG(st.st_mode):
-            raise SyscallError(errno.ENOTDIR, "descriptor is not a file or directory")
-        try:
-            host = hostfs.fd_path(host_fd)
-        except OSError:
-            raise SyscallError(errno.ENOENT, "descriptor has no path") from None
+        hf = self._host_files.get((st.st_dev, st.st_ino))
+        if hf is not None:
+            return Loc(hf)
+        m = self._mount_of(link)
+        if m is None:
+            raise SyscallError(errno.ENOTDIR, "descriptor is not in the filesystem")
+        return Loc(m, link[len(m.host_root_b) :].lstrip(b"/"))
+
+    def _mount_of(self, link: bytes) -> Mount | None:
         best: Mount | None = None
         for m in self.mounts:
-            root = os.fsencode(m.host_root)
-            if (host == root or host.startswith(root + b"/")) and (
-                best is None or len(m.host_root) > len(best.host_root)
+            root = m.host_root_b
+            if (link == root or link.startswith(root + b"/")) and (
+                best is None or len(root) > len(best.host_root_b)
             ):
                 best = m
-        if best is None:
-            raise SyscallError(errno.ENOENT, "descriptor is outside every mount")
-        rel = host[len(os.fsencode(best.host_root)) :].lstrip(b"/")
-        return Loc(best, rel)
+        return best
 
-    def start_for(self, dir_loc: Loc | None) -> Loc:
-        return self.cwd if dir_loc is None else dir_loc
-
-    # --- stat ------------------------------------------------------------
     def _owner(self, loc: Loc) -> tuple[int, int]:
         if isinstance(loc.node, Mount) and loc.node.writable:
             return GUEST_UID, GUEST_GID
         return ROOT_UID, ROOT_UID
 
-    def _dev_key(self, loc: Loc, st: os.stat_result) -> object:
-        return (id(loc.node), st.st_dev) if loc.hosted else ("host", st.st_dev)
-
     def node_stat(self, node: Node) -> VStat:
-        dev = self.ids.dev("skeleton")
+        dev = self.devs.dev("skeleton")
         if isinstance(node, VDir):
-            return synthetic_stat(
-                dev,
-                node.ino,
-                S.S_IFDIR | 0o555,
-                4096,
-                2 + sum(isinstance(c, (VDir, Mount)) for c in node.children.values()),
-            )
+            subdirs = sum(isinstance(c, (VDir, Mount)) for c in node.children.values())
+            return synthetic_stat(dev, node.ino, S.S_IFDIR | 0o555, 4096, 2 + subdirs)
         if isinstance(node, VLink):
             return synthetic_stat(dev, node.ino, S.S_IFLNK | 0o777, len(node.target))
         if isinstance(node, VFile):
             if node.content is not None:
                 return synthetic_stat(dev, node.ino, S.S_IFREG | 0o444, len(node.content))
-            assert node.host_path is not None
+            if node.host_path is None:
+                raise SyscallError(errno.EIO, "internal: file without source")
             st = os.stat(node.host_path)
-            return self.ids.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
-        raise TypeError(node)
+            return self.devs.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
+        raise SyscallError(errno.EIO, "internal: unknown node")
 
-    def stat_fd(self, host_fd: int) -> VStat:
-        st = os.fstat(host_fd)
-        node = self._objects.get((st.st_dev, st.st_ino))
-        if node is not None:
-            return self.node_stat(node)
+    def stat_object(self, st: os.stat_result, link: bytes) -> VStat:
+        """The guest's view of the object behind one of its descriptors."""
         try:
-            loc = self.locate_fd(host_fd)
+            loc = self.locate(st, link)
         except SyscallError:
             # Pipes, sockets, devices: kernel objects with no place in the tree.
-            return self.ids.translate(st, ("kernel", st.st_dev), GUEST_UID, GUEST_GID)
+            return self.devs.translate(st, ("kernel", st.st_dev), GUEST_UID, GUEST_GID)
+        if not loc.hosted:
+            if isinstance(loc.node, VFile) and loc.node.host_path is not None:
+                return self.devs.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
+            return self.node_stat(loc.node)
         uid, gid = self._owner(loc)
-        return self.ids.translate(st, self._dev_key(loc, st), uid, gid)
+        return self.devs.translate(st, (id(loc.node), st.st_dev), uid, gid)
 
+    # --- stat ------------------------------------------------------------
     def stat(self, start: Loc, path: bytes, follow: bool) -> VStat:
         paths.check(path)
-        loc = self.resolve(start, path, follow)
-        return self._stat_loc(loc, follow)
+        return self._stat_loc(self.resolve(start, path, follow), follow)
 
     def _stat_loc(self, loc: Loc, follow: bool) -> VStat:
         if not loc.hosted:
@@ -519,7 +421,7 @@ class Vfs:
         finally:
             os.close(fd)
         uid, gid = self._owner(loc)
-        return self.ids.translate(st, self._dev_key(loc, st), uid, gid)
+        return self.devs.translate(st, (id(loc.node), st.st_dev), uid, gid)
 
     # --- open ------------------------------------------------------------
     def open(self, start: Loc, path: bytes, flags: int, mode: int) -> int:
@@ -537,7 +439,7 @@ class Vfs:
 
     def _create_refusal(self, start: Loc, path: bytes) -> SyscallError:
         """ENOENT for a missing parent, EROFS for a missing name in a read-only place."""
-        parent, _, _name = path.rstrip(b"/").rpartition(b"/")
+        parent = path.rstrip(b"/").rpartition(b"/")[0]
         try:
             ploc = self.resolve(start, parent or (b"/" if path.startswith(b"/") else b"."), True)
         except SyscallError as e:
@@ -553,24 +455,33 @@ class Vfs:
         if flags & (os.O_CREAT | os.O_EXCL) == (os.O_CREAT | os.O_EXCL):
             raise SyscallError(errno.EEXIST, "exists")
         if isinstance(node, VLink):
-            if flags & os.O_PATH:
-                raise SyscallError(errno.ELOOP, "symlink descriptors are not supported")
             raise SyscallError(errno.ELOOP, "is a symlink")
+        vp = self.vpath(loc)
         if isinstance(node, VDir):
             if _want_write(flags):
                 raise SyscallError(errno.EISDIR, "is a directory")
-            return self._placeholder(node, flags)
+            o_flags = os.O_RDONLY | os.O_DIRECTORY | (flags & (os.O_PATH | os.O_NONBLOCK))
+            return os.open(SHARED.placeholder(vp), o_flags | os.O_CLOEXEC)
         if isinstance(node, VFile):
             if flags & os.O_DIRECTORY:
                 raise SyscallError(errno.ENOTDIR, "not a directory")
             if _want_write(flags) and not node.writable:
                 raise SyscallError(errno.EROFS, "read-only file")
-            return self._open_vfile(node, flags)
+            keep = flags & (os.O_NONBLOCK | os.O_PATH)
+            if node.content is not None:
+                return os.open(SHARED.content(vp, node.content), os.O_RDONLY | keep | os.O_CLOEXEC)
+            if node.host_path is None:
+                raise SyscallError(errno.EIO, "internal: file without source")
+            fd = os.open(node.host_path, (flags & _O_ACCMODE) | keep | os.O_CLOEXEC | os.O_NOCTTY)
+            st = os.fstat(fd)
+            self._host_files[(st.st_dev, st.st_ino)] = node
+            return fd
         raise SyscallError(errno.ENOENT, "unknown node")
 
     def _open_hosted(self, loc: Loc, flags: int, mode: int) -> int:
         mount = loc.node
-        assert isinstance(mount, Mount)
+        if not isinstance(mount, Mount):
+            raise SyscallError(errno.EIO, "internal: not a mount")
         if _want_write(flags) and not mount.writable:
             if flags & os.O_CREAT and not flags & (os.O_TRUNC | _O_ACCMODE):
                 # O_CREAT of an existing file for reading is allowed.
@@ -590,7 +501,7 @@ class Vfs:
                 loc, fd = self._host_open(loc, host_flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
                 try:
                     self._check_type(fd, allow_any=bool(flags & os.O_PATH))
-                    if not flags & os.O_NONBLOCK and not flags & os.O_PATH:
+                    if not flags & (os.O_NONBLOCK | os.O_PATH):
                         os.set_blocking(fd, True)
                 except BaseException:
                     os.close(fd)
@@ -598,19 +509,17 @@ class Vfs:
                 return fd
             # Look first (O_PATH), then open the very same inode: opening a
             # FIFO or device in a mounted directory must never happen.
-            loc, opath = self._host_open(
-                loc, os.O_PATH | (host_flags & (os.O_NOFOLLOW | os.O_DIRECTORY))
-            )
+            look = os.O_PATH | (host_flags & (os.O_NOFOLLOW | os.O_DIRECTORY))
+            loc, opath = self._host_open(loc, look)
         except _Elsewhere as e:
             return self._open_loc(e.loc, flags, mode)
         try:
             self._check_type(opath, allow_any=False)
+            reopen = host_flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL) | os.O_NOCTTY
             try:
-                return hostfs.reopen(
-                    opath, host_flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL) | os.O_NOCTTY
-                )
+                return hostfs.reopen(opath, reopen)
             except OSError as e:
-                raise SyscallError(e.errno or errno.EIO, "host open failed") from None
+                raise _oserror(e, "host open failed") from None
         finally:
             os.close(opath)
 
@@ -623,50 +532,16 @@ class Vfs:
         if not allow_any and not (S.S_ISREG(mode) or S.S_ISDIR(mode)):
             raise SyscallError(errno.EACCES, "special files in mounts are not served")
 
-    def _placeholder(self, node: VDir, flags: int) -> int:
-        """A descriptor standing for a synthetic directory: an empty host
-        directory, recognised later by its inode."""
-        path = self._materialized.get(node.ino)
-        if path is None:
-            path = self.private.new_path("d")
-            os.mkdir(path, 0o555)
-            st = os.stat(path)
-            self._objects[(st.st_dev, st.st_ino)] = node
-            self._materialized[node.ino] = path
-        o_flags = os.O_RDONLY | os.O_DIRECTORY | (flags & (os.O_PATH | os.O_NONBLOCK))
-        return os.open(path, o_flags | os.O_CLOEXEC)
-
-    def _open_vfile(self, node: VFile, flags: int) -> int:
-        if node.host_path is not None:
-            fd = os.open(
-                node.host_path,
-                (flags & (_O_ACCMODE | os.O_NONBLOCK | os.O_PATH)) | os.O_CLOEXEC | os.O_NOCTTY,
-            )
-            st = os.fstat(fd)
-            self._objects.setdefault((st.st_dev, st.st_ino), node)
-            return fd
-        path = self._materialized.get(node.ino)
-        if path is None:
-            path = self.private.new_path("f")
-            assert node.content is not None
-            with open(path, "xb") as f:
-                f.write(node.content)
-            os.chmod(path, 0o444)
-            st = os.stat(path)
-            self._objects[(st.st_dev, st.st_ino)] = node
-            self._materialized[node.ino] = path
-        return os.open(path, os.O_RDONLY | (flags & (os.O_NONBLOCK | os.O_PATH)) | os.O_CLOEXEC)
-
     # --- other lookups -----------------------------------------------------
     def access(self, start: Loc, path: bytes, mode: int, follow: bool) -> None:
         paths.check(path)
         loc = self.resolve(start, path, follow)
         st = self._stat_loc(loc, follow)
-        writable_place = isinstance(loc.node, Mount) and loc.node.writable
         if mode & os.W_OK:
-            if isinstance(loc.node, VFile) and loc.node.writable:
-                pass
-            elif not writable_place:
+            writable = (isinstance(loc.node, Mount) and loc.node.writable) or (
+                isinstance(loc.node, VFile) and loc.node.writable
+            )
+            if not writable:
                 raise SyscallError(errno.EROFS, "read-only")
         bits = st.mode & 0o777
         perm = bits >> 6 if st.uid == GUEST_UID else bits & 0o7
@@ -677,9 +552,9 @@ class Vfs:
     def readlink(self, start: Loc, path: bytes) -> bytes:
         paths.check(path)
         loc = self.resolve(start, path, follow=False)
-        if isinstance(loc.node, VLink):
-            return loc.node.target
         if not loc.hosted:
+            if isinstance(loc.node, VLink):
+                return loc.node.target
             raise SyscallError(errno.EINVAL, "not a symlink")
         try:
             loc, fd = self._opath(loc, follow=False)
@@ -699,16 +574,16 @@ class Vfs:
             try:
                 loc, fd = self._host_open(loc, os.O_PATH | os.O_DIRECTORY)
             except _Elsewhere as e:
-                return self.chdir_to(e.loc)
+                self.chdir_to(e.loc)
+                return
             try:
-                self.cwd = self.locate_fd(fd)
+                self.cwd = self.locate(os.fstat(fd), hostfs.fd_path(fd))
             finally:
                 os.close(fd)
-            return None
+            return
         if not isinstance(loc.node, VDir):
             raise SyscallError(errno.ENOTDIR, "not a directory")
         self.cwd = loc
-        return None
 
     def chdir(self, start: Loc, path: bytes) -> None:
         paths.check(path)
@@ -716,9 +591,8 @@ class Vfs:
 
     def getcwd(self) -> bytes:
         cwd = self.cwd
-        if cwd.hosted:
-            # The directory may have been removed or renamed since.
-            assert isinstance(cwd.node, Mount)
+        if isinstance(cwd.node, Mount):
+            # The directory may have been removed since.
             try:
                 fd = hostfs.openat2(cwd.node.root_fd, cwd.rel or b".", os.O_PATH | os.O_DIRECTORY)
             except OSError:
@@ -727,65 +601,87 @@ class Vfs:
         return self.vpath(cwd)
 
     # --- directory listings ------------------------------------------------
-    def _list(self, loc: Loc, host_fd: int | None) -> list[tuple[bytes, int, int]]:
-        node = loc.node
-        parent = node.parent or self.root
-        if isinstance(node, VDir):
-            entries = [(b".", node.ino, DT_DIR), (b"..", parent.ino, DT_DIR)]
-            for name, child in node.children.items():
-                if isinstance(child, (VDir, Mount)):
-                    dt = DT_DIR
-                elif isinstance(child, VLink):
-                    dt = DT_LNK
-                elif isinstance(child, VFile) and child.host_path is not None:
-                    dt = dtype_of_mode(os.stat(child.host_path).st_mode)
-                else:
-                    dt = DT_REG
-                entries.append((name, child.ino, dt))
-            return entries
-        if host_fd is None:
-            raise SyscallError(errno.ENOTDIR, "not a directory")
-        st = os.fstat(host_fd)
-        dot = self.ids.ino(st.st_dev, st.st_ino)
-        up = parent.ino if loc.rel == b"" else dot
-        entries = [(b".", dot, DT_DIR), (b"..", up, DT_DIR)]
-        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=host_fd)
+    def _skeleton_records(self, node: VDir) -> list[bytes]:
+        out = []
+        for i, (name, child) in enumerate(node.children.items(), start=2):
+            if isinstance(child, (VDir, Mount)):
+                dt = DT_DIR
+            elif isinstance(child, VLink):
+                dt = DT_LNK
+            elif isinstance(child, VFile) and child.host_path is not None:
+                dt = dtype_of_mode(os.stat(child.host_path).st_mode)
+            else:
+                dt = DT_REG
+            out.append(dirent(child.ino, i + 1, dt, name))
+        return out
+
+    @staticmethod
+    def _host_records(dir_fd: int, dev: int) -> list[bytes]:
+        out = []
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             with os.scandir(fd) as it:
-                for e in it:
-                    try:
-                        dt = dtype_of_mode(e.stat(follow_symlinks=False).st_mode)
-                    except OSError:
-                        continue
-                    entries.append((os.fsencode(e.name), self.ids.ino(st.st_dev, e.inode()), dt))
+                for i, e in enumerate(it, start=2):
+                    # d_type from the host's getdents: no stat per entry.
+                    if e.is_symlink():
+                        dt = DT_LNK
+                    elif e.is_dir(follow_symlinks=False):
+                        dt = DT_DIR
+                    elif e.is_file(follow_symlinks=False):
+                        dt = DT_REG
+                    else:
+                        try:
+                            dt = dtype_of_mode(e.stat(follow_symlinks=False).st_mode)
+                        except OSError:
+                            dt = DT_UNKNOWN
+                    out.append(dirent(host_ino(dev, e.inode()), i + 1, dt, os.fsencode(e.name)))
         finally:
             os.close(fd)
-        return entries
+        return out
+
+    def _records(self, loc: Loc, host_fd: int, st: os.stat_result, fresh: bool) -> list[bytes]:
+        node = loc.node
+        if isinstance(node, VDir):
+            return self._skeleton_records(node)
+        if not isinstance(node, Mount):
+            raise SyscallError(errno.ENOTDIR, "not a directory")
+        if not node.writable:
+            key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            cached = _RO_LISTINGS.get(key)
+            if cached is None:
+                cached = self._host_records(host_fd, st.st_dev)
+                with _RO_LOCK:
+                    if len(_RO_LISTINGS) >= _RO_LISTINGS_MAX:
+                        _RO_LISTINGS.pop(next(iter(_RO_LISTINGS)))
+                    _RO_LISTINGS[key] = cached
+            return cached
+        # Writable: a snapshot per listing, taken when the guest starts over.
+        skey = (st.st_dev, st.st_ino)
+        snap = None if fresh else self._snapshots.get(skey)
+        if snap is None:
+            snap = self._snapshots[skey] = self._host_records(host_fd, st.st_dev)
+        return snap
 
     def getdents(self, host_fd: int, count: int) -> tuple[bytes, int]:
         """The next directory records for a guest's getdents64, and the offset
-        to set once they are delivered (see ``seek_dir``).
+        to set once they are delivered (``seek_dir``).
 
-        The descriptor's file offset is the index of the next entry: state
+        The descriptor's file offset is the index of the next entry: the state
         lives with the guest's descriptor, as it does in the kernel.
         """
-        from .stat import dirent
-
         st = os.fstat(host_fd)
         if not S.S_ISDIR(st.st_mode):
             raise SyscallError(errno.ENOTDIR, "not a directory")
-        loc = self.locate_fd(host_fd)
+        loc = self.locate(st, hostfs.fd_path(host_fd))
         pos = os.lseek(host_fd, 0, os.SEEK_CUR)
-        key = (st.st_dev, st.st_ino)
-        listing = self._listings.get(key)
-        if pos == 0 or listing is None:
-            listing = _Listing(self._list(loc, None if isinstance(loc.node, VDir) else host_fd))
-            self._listings[key] = listing
+        records = self._records(loc, host_fd, st, fresh=pos == 0)
         out = bytearray()
         i = pos
-        while i < len(listing.entries):
-            name, ino, dt = listing.entries[i]
-            rec = dirent(ino, i + 1, dt, name)
+        while i < len(records) + 2:
+            if i < 2:
+                rec = self._dot_record(loc, host_fd, st, i)
+            else:
+                rec = records[i - 2]
             if len(out) + len(rec) > count:
                 if not out:
                     raise SyscallError(errno.EINVAL, "buffer too small")
@@ -793,6 +689,18 @@ class Vfs:
             out += rec
             i += 1
         return bytes(out), i
+
+    def _dot_record(self, loc: Loc, host_fd: int, st: os.stat_result, i: int) -> bytes:
+        node = loc.node
+        if i == 0:
+            ino = host_ino(st.st_dev, st.st_ino) if loc.hosted else node.ino
+            return dirent(ino, 1, DT_DIR, b".")
+        if not loc.hosted or not loc.rel:
+            ino = (node.parent or self.root).ino
+        else:
+            up = os.stat(b"..", dir_fd=host_fd, follow_symlinks=False)
+            ino = host_ino(up.st_dev, up.st_ino)
+        return dirent(ino, 2, DT_DIR, b"..")
 
     @staticmethod
     def seek_dir(host_fd: int, pos: int) -> None:
@@ -809,34 +717,28 @@ class Vfs:
             parent = b"/"
         if not paths.is_single_name(name):
             raise SyscallError(
-                errno.EINVAL if name == b"." else errno.ENOTEMPTY if name == b".." else errno.EBUSY,
-                "cannot change this entry",
+                errno.EINVAL if name == b"." else errno.EBUSY, "cannot change this entry"
             )
         loc = self.resolve(start, parent or b".", follow=True)
-        if not loc.hosted:
-            if isinstance(loc.node, VDir):
-                if name in loc.node.children:
-                    raise SyscallError(errno.EROFS, "read-only directory")
-                raise SyscallError(errno.EROFS, "read-only directory")
-            raise SyscallError(errno.ENOTDIR, "not a directory")
         try:
             loc, fd = self._host_open(loc, os.O_PATH | os.O_DIRECTORY)
         except _Elsewhere as e:
-            if isinstance(e.loc.node, VDir):
-                raise SyscallError(errno.EROFS, "read-only directory") from None
-            raise SyscallError(errno.ENOTDIR, "not a directory") from None
-        mount = loc.node
-        assert isinstance(mount, Mount)
-        if not mount.writable:
+            loc = e.loc
+            fd = -1
+        if not isinstance(loc.node, Mount):
+            if isinstance(loc.node, VDir):
+                raise SyscallError(errno.EROFS, "read-only directory")
+            raise SyscallError(errno.ENOTDIR, "not a directory")
+        if not loc.node.writable:
             os.close(fd)
             raise SyscallError(errno.EROFS, "read-only mount")
-        return mount, fd, name
+        return loc.node, fd, name
 
-    def _change(self, start: Loc, path: bytes, op: str, *args: int) -> None:
+    def _change(self, start: Loc, path: bytes, op: str, mode: int = 0) -> None:
         _m, dfd, name = self._parent_and_name(start, path)
         try:
             if op == "mkdir":
-                os.mkdir(name, args[0] & 0o777 & ~self.umask, dir_fd=dfd)
+                os.mkdir(name, mode & 0o777 & ~self.umask, dir_fd=dfd)
             elif op == "unlink":
                 os.unlink(name, dir_fd=dfd)
             elif op == "rmdir":
@@ -844,7 +746,7 @@ class Vfs:
             else:
                 raise ValueError(op)
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, f"{op} failed") from None
+            raise _oserror(e, f"{op} failed") from None
         finally:
             os.close(dfd)
 
@@ -853,7 +755,6 @@ class Vfs:
 
     def unlink(self, start: Loc, path: bytes) -> None:
         if path.endswith(b"/"):
-            # unlink("dir/") is EISDIR or ENOTDIR on Linux; let stat decide.
             st = self.stat(start, path, follow=True)
             raise SyscallError(
                 errno.EISDIR if S.S_ISDIR(st.mode) else errno.ENOTDIR, "trailing slash"
@@ -879,7 +780,7 @@ class Vfs:
                 raise SyscallError(errno.EINVAL, "rename flags are not supported")
             os.rename(n1, n2, src_dir_fd=d1, dst_dir_fd=d2)
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, "rename failed") from None
+            raise _oserror(e, "rename failed") from None
         finally:
             os.close(d1)
             os.close(d2)
@@ -887,14 +788,11 @@ class Vfs:
     def _writable_hosted_fd(self, start: Loc, path: bytes, follow: bool) -> int:
         paths.check(path)
         loc = self.resolve(start, path, follow)
-        if not loc.hosted:
-            raise SyscallError(errno.EROFS, "read-only")
         try:
             loc, fd = self._opath(loc, follow)
         except _Elsewhere:
             raise SyscallError(errno.EROFS, "read-only") from None
-        assert isinstance(loc.node, Mount)
-        if not loc.node.writable:
+        if not (isinstance(loc.node, Mount) and loc.node.writable):
             os.close(fd)
             raise SyscallError(errno.EROFS, "read-only mount")
         return fd
@@ -907,13 +805,13 @@ class Vfs:
                 raise SyscallError(errno.EISDIR, "is a directory")
             wfd = hostfs.reopen(fd, os.O_WRONLY)
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, "truncate failed") from None
+            raise _oserror(e, "truncate failed") from None
         finally:
             os.close(fd)
         try:
             os.ftruncate(wfd, length)
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, "truncate failed") from None
+            raise _oserror(e, "truncate failed") from None
         finally:
             os.close(wfd)
 
@@ -924,14 +822,17 @@ class Vfs:
                 raise SyscallError(errno.EOPNOTSUPP, "symlink modes cannot change")
             os.chmod(f"/proc/self/fd/{fd}", mode & 0o1777)  # never set-id bits
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, "chmod failed") from None
+            raise _oserror(e, "chmod failed") from None
         finally:
             os.close(fd)
 
-    def chmod_fd(self, host_fd: int, mode: int) -> None:
-        loc = self.locate_fd(host_fd)
+    def _check_writable_fd(self, host_fd: int) -> None:
+        loc = self.locate(os.fstat(host_fd), hostfs.fd_path(host_fd))
         if not (isinstance(loc.node, Mount) and loc.node.writable):
             raise SyscallError(errno.EROFS, "read-only")
+
+    def chmod_fd(self, host_fd: int, mode: int) -> None:
+        self._check_writable_fd(host_fd)
         os.fchmod(host_fd, mode & 0o1777)
 
     def utimens(
@@ -942,37 +843,27 @@ class Vfs:
         times: tuple[int, int] | None,
         follow: bool,
     ) -> None:
-        """Set (atime_ns, mtime_ns), or both to now when ``times`` is None."""
-        if path is None:
+        """Set (atime_ns, mtime_ns) of a file, or both to now when ``times`` is None."""
+        if path is None or start is None:
             if host_fd is None:
                 raise SyscallError(errno.EBADF, "no file")
-            loc = self.locate_fd(host_fd)
-            if not (isinstance(loc.node, Mount) and loc.node.writable):
-                raise SyscallError(errno.EROFS, "read-only")
-            target: int = host_fd
-            close = False
+            self._check_writable_fd(host_fd)
+            target, close = host_fd, False
         else:
-            assert start is not None
-            target = self._writable_hosted_fd(start, path, follow)
-            close = True
+            target, close = self._writable_hosted_fd(start, path, follow), True
         try:
             if S.S_ISLNK(os.fstat(target).st_mode):
-                return  # like Linux with AT_SYMLINK_NOFOLLOW on most filesystems: a no-op here
-            os.utime(f"/proc/self/fd/{target}", ns=times) if times else os.utime(
-                f"/proc/self/fd/{target}"
-            )
+                return  # symlink times: accepted, not changed
+            where = f"/proc/self/fd/{target}"
+            if times is None:
+                os.utime(where)
+            else:
+                os.utime(where, ns=times)
         except OSError as e:
-            raise SyscallError(e.errno or errno.EIO, "utime failed") from None
+            raise _oserror(e, "utime failed") from None
         finally:
             if close:
                 os.close(target)
-
-    def statfs_loc(self, loc: Loc) -> tuple[bool, os.statvfs_result | None]:
-        if isinstance(loc.node, Mount):
-            return not loc.node.writable, os.fstatvfs(loc.node.root_fd) if False else os.statvfs(
-                f"/proc/self/fd/{loc.node.root_fd}"
-            )
-        return True, None
 
     def close(self) -> None:
         for m in self.mounts:
@@ -987,11 +878,3 @@ class Vfs:
             if isinstance(n, VDir):
                 for name, c in n.children.items():
                     todo.append((paths.join(p, name), c))
-
-
-class _Elsewhere(Exception):
-    """A mount-relative lookup led back into the skeleton."""
-
-    def __init__(self, loc: Loc) -> None:
-        super().__init__()
-        self.loc = loc

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as stat_
 import struct
 import time
 
 from ...errors import SyscallError
 from ...vfs.stat import STATX_SIZE, pack_statfs
-from ...vfs.tree import Loc, Mount, VFile
+from ...vfs.tree import Loc, Mount
 from ..dispatch import Call, Inject
 from . import handles
 
@@ -42,16 +43,10 @@ def _start(call: Call, dirfd_index: int | None, path: bytes) -> Loc:
 
 
 def _fd_loc(call: Call, guest_fd: int, *, need_dir: bool) -> Loc:
-    host = call.dup(guest_fd)
-    try:
-        loc = call.guest.vfs.locate_fd(host)
-        if need_dir and isinstance(loc.node, VFile):
-            raise SyscallError(errno.ENOTDIR, "not a directory")
-        if need_dir and loc.hosted and not os.path.isdir(f"/proc/self/fd/{host}"):
-            raise SyscallError(errno.ENOTDIR, "not a directory")
-        return loc
-    finally:
-        os.close(host)
+    st, link = call.inspect(guest_fd)
+    if need_dir and not stat_.S_ISDIR(st.st_mode):
+        raise SyscallError(errno.ENOTDIR, "not a directory")
+    return call.guest.vfs.locate(st, link)
 
 
 # --- open ---------------------------------------------------------------
@@ -108,11 +103,7 @@ def _stat_path(
         if dirfd_index is None or call.fd_arg(dirfd_index) == AT_FDCWD:
             st = vfs.stat(vfs.cwd, b".", follow=True)
         else:
-            host = call.dup(call.fd_arg(dirfd_index))
-            try:
-                st = vfs.stat_fd(host)
-            finally:
-                os.close(host)
+            st = vfs.stat_object(*call.inspect(call.fd_arg(dirfd_index)))
     else:
         start = _start(call, dirfd_index, path)
         st = vfs.stat(start, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
@@ -139,11 +130,7 @@ def newfstatat(call: Call) -> int:
 
 @handles("fstat", argc=2)
 def fstat(call: Call) -> int:
-    host = call.dup(call.fd_arg(0))
-    try:
-        st = call.guest.vfs.stat_fd(host)
-    finally:
-        os.close(host)
+    st = call.guest.vfs.stat_object(*call.inspect(call.fd_arg(0)))
     return _write_stat(call, call.args[1], st.pack())
 
 
@@ -401,11 +388,7 @@ def _utimes(
         if path is None:
             if dirfd_index is None:
                 raise SyscallError(errno.EBADF, "no file")
-            host = call.dup(call.fd_arg(dirfd_index))
-            try:
-                cur = vfs.stat_fd(host)
-            finally:
-                os.close(host)
+            cur = vfs.stat_object(*call.inspect(call.fd_arg(dirfd_index)))
         else:
             cur = vfs.stat(_start(call, dirfd_index, path), path, follow)
         times = (
@@ -503,14 +486,12 @@ def statfs(call: Call) -> int:
 
 @handles("fstatfs", argc=2)
 def fstatfs(call: Call) -> int:
-    host = call.dup(call.fd_arg(0))
     try:
-        try:
-            loc = call.guest.vfs.locate_fd(host)
-        except SyscallError:
-            loc = Loc(call.guest.vfs.root)
-    finally:
-        os.close(host)
+        loc = call.guest.vfs.locate(*call.inspect(call.fd_arg(0)))
+    except SyscallError as e:
+        if e.errno == errno.EBADF:
+            raise
+        loc = Loc(call.guest.vfs.root)  # a pipe or socket
     return _write_stat(call, call.args[1], _statfs_for(loc))
 
 

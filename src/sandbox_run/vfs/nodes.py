@@ -1,0 +1,204 @@
+"""The pieces a virtual filesystem is made of.
+
+- Skeleton nodes: ``VDir`` (synthetic directory), ``VLink``, ``VFile`` (a host
+  file the controller names, or fixed content), and ``Mount`` (a host
+  directory; everything below it is looked up by the kernel, beneath it).
+- ``SHARED``: host objects that stand for synthetic nodes in the guest's
+  descriptor table.  A guest that opens a synthetic directory gets a
+  descriptor to an empty host directory (a *placeholder*); one that opens
+  synthetic content gets a read-only host file holding it.  They are shared by
+  all sandboxes of the controller and are inert: every call that could use
+  them is mediated.  The controller recognises them by inode.
+- ``mirror_plan``: how to expose a host path at the same virtual path,
+  symlinks included; computed once per path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+
+
+class Node:
+    __slots__ = ("ino", "name", "parent")
+
+    def __init__(self, ino: int) -> None:
+        self.ino = ino
+        self.name = b""
+        self.parent: VDir | None = None
+
+
+class VDir(Node):
+    """A synthetic, read-only directory."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, ino: int) -> None:
+        super().__init__(ino)
+        self.children: dict[bytes, Node] = {}
+
+
+class VLink(Node):
+    __slots__ = ("target",)
+
+    def __init__(self, ino: int, target: bytes) -> None:
+        super().__init__(ino)
+        self.target = target
+
+
+class VFile(Node):
+    """A file: a host file the controller names, or fixed content."""
+
+    __slots__ = ("content", "host_path", "writable")
+
+    def __init__(
+        self,
+        ino: int,
+        *,
+        host_path: str | None = None,
+        content: bytes | None = None,
+        writable: bool = False,
+    ) -> None:
+        super().__init__(ino)
+        if (host_path is None) == (content is None):
+            raise ValueError("a VFile has either a host path or content")
+        self.host_path = host_path
+        self.content = content
+        self.writable = writable  # only for devices such as /dev/null
+
+
+class Mount(Node):
+    """A host directory mounted at this point."""
+
+    __slots__ = ("host_root", "host_root_b", "root_fd", "writable")
+
+    def __init__(self, ino: int, host_root: str, writable: bool) -> None:
+        super().__init__(ino)
+        self.host_root = os.path.realpath(host_root)
+        self.host_root_b = os.fsencode(self.host_root)
+        self.writable = writable
+        self.root_fd = os.open(self.host_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """A resolved location: a skeleton node, or a path below a mount's root."""
+
+    node: Node
+    rel: bytes = b""  # only for mounts; b"" is the mount root
+
+    @property
+    def hosted(self) -> bool:
+        return isinstance(self.node, Mount)
+
+
+class _SharedPool:
+    """Controller-wide host objects standing for synthetic nodes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._root: str | None = None
+        self._paths: dict[tuple[str, bytes, bytes], str] = {}
+        self._vpaths: dict[tuple[int, int], bytes] = {}
+
+    def _base(self) -> str:
+        if self._root is None:
+            self._root = tempfile.mkdtemp(prefix="sandbox-run-shared-")
+            atexit.register(shutil.rmtree, self._root, True)
+        return self._root
+
+    def _get(self, kind: str, vpath: bytes, content: bytes) -> str:
+        digest = hashlib.sha256(content).digest() if content else b""
+        key = (kind, vpath, digest)
+        path = self._paths.get(key)
+        if path is not None:
+            return path
+        with self._lock:
+            path = self._paths.get(key)
+            if path is None:
+                path = os.path.join(self._base(), f"{kind}{len(self._paths)}")
+                if kind == "d":
+                    os.mkdir(path, 0o555)
+                else:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+                    try:
+                        os.write(fd, content)
+                    finally:
+                        os.close(fd)
+                st = os.stat(path)
+                self._vpaths[(st.st_dev, st.st_ino)] = vpath
+                self._paths[key] = path
+        return path
+
+    def placeholder(self, vpath: bytes) -> str:
+        """An empty host directory standing for the synthetic directory ``vpath``."""
+        return self._get("d", vpath, b"")
+
+    def content(self, vpath: bytes, data: bytes) -> str:
+        """A read-only host file holding ``data``, standing for ``vpath``."""
+        return self._get("f", vpath, data)
+
+    def vpath_of(self, st: os.stat_result) -> bytes | None:
+        """The virtual path a shared object stands for, if ``st`` is one."""
+        return self._vpaths.get((st.st_dev, st.st_ino))
+
+
+SHARED = _SharedPool()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """Create ``kind`` at ``vpath``: "dir", "link" (to ``target``), "file" or
+    "mount" (of host path ``target``)."""
+
+    kind: str
+    vpath: bytes
+    target: str | bytes = b""
+
+
+MAX_MIRROR_LINKS = 40
+
+
+@functools.lru_cache(maxsize=256)
+def mirror_plan(host_path: str, as_dir: bool) -> tuple[PlanStep, ...]:
+    """The steps exposing ``host_path`` at the same virtual path, read-only.
+
+    Symlinks on the way (``/lib -> usr/lib``, ``libffi.so.8 ->
+    libffi.so.8.1.2``) become virtual symlinks, so the guest's usual paths
+    resolve as they do on the host.
+    """
+    steps: list[PlanStep] = []
+    todo = [os.path.abspath(host_path)]
+    hops = 0
+    while todo:
+        path = todo.pop()
+        hops += 1
+        if hops > MAX_MIRROR_LINKS:
+            raise ValueError(f"too many symlinks under {host_path}")
+        comps = [c for c in path.split("/") if c]
+        for i in range(len(comps)):
+            here = "/" + "/".join(comps[: i + 1])
+            vhere = os.fsencode(here)
+            if os.path.islink(here):
+                target = os.readlink(here)
+                steps.append(PlanStep("link", vhere, os.fsencode(target)))
+                rest = "/".join(comps[i + 1 :])
+                resolved = os.path.normpath(os.path.join(os.path.dirname(here), target))
+                todo.append(os.path.join(resolved, rest) if rest else resolved)
+                break
+            if i == len(comps) - 1:
+                steps.append(PlanStep("mount" if as_dir else "file", vhere, here))
+                break
+            steps.append(PlanStep("dir", vhere))
+    return tuple(steps)
