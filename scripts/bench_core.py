@@ -30,6 +30,7 @@ ROOT = os.path.dirname(HERE)
 PYPY = "/usr/bin/pypy3"
 CLI = os.path.join(os.path.dirname(sys.executable), "sandbox-run")
 WORKLOAD = os.path.join(HERE, "workloads", "cpu_bound.py")
+IMPORTS = "import sandbox_run.cli, sandbox_run.api"  # what a plain CLI run imports
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -62,9 +63,11 @@ def bench_startup(rounds: int) -> dict[str, float]:
             raise SystemExit(f"sandboxed run failed: {r.reason}")
 
     m = alternate(rounds, sandbox=sandboxed, bare=lambda: run_quiet([PYPY, "-c", "pass"]))
-    print(f"guest start-up     sandbox_run.run('pass') {m['sandbox'] * 1e3:7.1f} ms   "
-          f"pypy3 -c pass {m['bare'] * 1e3:7.1f} ms   ratio {m['sandbox'] / m['bare']:.2f}x "
-          f"(target <= 1.5x)")
+    print(
+        f"guest start-up     sandbox_run.run('pass') {m['sandbox'] * 1e3:7.1f} ms   "
+        f"pypy3 -c pass {m['bare'] * 1e3:7.1f} ms   ratio {m['sandbox'] / m['bare']:.2f}x "
+        f"(target <= 1.5x)"
+    )
     return m
 
 
@@ -74,14 +77,20 @@ def bench_cli(rounds: int, guest_s: float) -> None:
         cli=lambda: run_quiet([CLI, "-c", "pass"]),
         bare=lambda: run_quiet([PYPY, "-c", "pass"]),
         python=lambda: run_quiet([sys.executable, "-c", "pass"]),
-        imports=lambda: run_quiet([sys.executable, "-c", "import sandbox_run.cli, sandbox_run.api"]),
+        imports=lambda: run_quiet(
+            [sys.executable, "-c", "import sandbox_run.cli, sandbox_run.api"]
+        ),
     )
     own_imports = m["imports"] - m["python"]
-    print(f"CLI cold start     sandbox-run -c pass {m['cli'] * 1e3:7.1f} ms   "
-          f"pypy3 -c pass {m['bare'] * 1e3:7.1f} ms   ratio {m['cli'] / m['bare']:.2f}x")
-    print(f"  split:           CPython start-up {m['python'] * 1e3:.1f} ms, controller imports "
-          f"(trio included) {own_imports * 1e3:.1f} ms, guest run {guest_s * 1e3:.1f} ms, "
-          f"rest {max(0.0, m['cli'] - m['imports'] - guest_s) * 1e3:.1f} ms")
+    print(
+        f"CLI cold start     sandbox-run -c pass {m['cli'] * 1e3:7.1f} ms   "
+        f"pypy3 -c pass {m['bare'] * 1e3:7.1f} ms   ratio {m['cli'] / m['bare']:.2f}x"
+    )
+    print(
+        f"  split:           CPython start-up {m['python'] * 1e3:.1f} ms, controller imports "
+        f"(trio included) {own_imports * 1e3:.1f} ms, guest run {guest_s * 1e3:.1f} ms, "
+        f"rest {max(0.0, m['cli'] - m['imports'] - guest_s) * 1e3:.1f} ms"
+    )
 
 
 def bench_cpu(rounds: int, scale: float) -> None:
@@ -93,18 +102,23 @@ def bench_cpu(rounds: int, scale: float) -> None:
         return float(out.splitlines()[1].split()[-1])
 
     arg = str(scale)
-    expected = subprocess.run([PYPY, WORKLOAD, arg], check=True, capture_output=True,
-                              text=True).stdout.splitlines()[0]
+    expected = subprocess.run(
+        [PYPY, WORKLOAD, arg], check=True, capture_output=True, text=True
+    ).stdout.splitlines()[0]
     samples: dict[str, list[float]] = {"sandbox": [], "pypy": [], "cpython": []}
     for _ in range(rounds):
         samples["sandbox"].append(seconds([CLI, "--timeout", "10m", WORKLOAD, arg]))
         samples["pypy"].append(seconds([PYPY, WORKLOAD, arg]))
         samples["cpython"].append(seconds([sys.executable, WORKLOAD, arg]))
     m = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"CPU-bound work     sandboxed {m['sandbox']:.2f} s   bare pypy3 {m['pypy']:.2f} s   "
-          f"CPython {m['cpython']:.2f} s")
-    print(f"  throughput:      {m['pypy'] / m['sandbox']:.2f}x bare pypy3 (target >= 0.95x), "
-          f"{m['cpython'] / m['sandbox']:.1f}x CPython")
+    print(
+        f"CPU-bound work     sandboxed {m['sandbox']:.2f} s   bare pypy3 {m['pypy']:.2f} s   "
+        f"CPython {m['cpython']:.2f} s"
+    )
+    print(
+        f"  throughput:      {m['pypy'] / m['sandbox']:.2f}x bare pypy3 (target >= 0.95x), "
+        f"{m['cpython'] / m['sandbox']:.1f}x CPython"
+    )
 
 
 def main() -> None:

@@ -98,8 +98,14 @@ def nbody(steps):
 def json_round_trip(times):
     doc = {
         "users": [
-            {"id": i, "name": f"user{i}", "tags": ["a", "b", str(i)], "score": i * 1.5,
-             "active": i % 2 == 0, "meta": {"x": i, "y": [i, i + 1]}}
+            {
+                "id": i,
+                "name": f"user{i}",
+                "tags": ["a", "b", str(i)],
+                "score": i * 1.5,
+                "active": i % 2 == 0,
+                "meta": {"x": i, "y": [i, i + 1]},
+            }
             for i in range(200)
         ]
     }
@@ -120,7 +126,7 @@ def main():
         out.append(fn(int(arg * scale)))
         times.append(time.perf_counter() - t)
     print("checksums", *out)
-    print("seconds", *("%.3f" % t for t in times), "%.3f" % sum(times))
+    print("seconds", *(f"{t:.3f}" for t in times), f"{sum(times):.3f}")
 
 
 if __name__ == "__main__":

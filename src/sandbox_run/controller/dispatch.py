@@ -190,7 +190,8 @@ def _format_result(reply: Reply | None, err: SyscallError | None) -> str:
 def _trace_line(call: Call, result: str) -> str:
     args = []
     for i in range(syscalls_argc(call.name)):
-        args.append(call.shown.get(i, hex(call.args[i]) if call.args[i] > 9 else str(call.args[i])))
+        v = call.args[i]
+        args.append(call.shown.get(i, str(v) if v < 1 << 16 else hex(v)))
     return f"[{call.note.pid}] {call.name}({', '.join(args)}) = {result}"
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..errors import LaunchError
+from ..errors import LaunchError, PolicyError
 from ..policy.schema import Policy
 from ..vfs import layout
 from ..vfs.system import SystemImage
@@ -212,6 +212,8 @@ async def run_guest(
                 # The pumps end at end of file; the server when no task is left.
         if scope.cancelled_caught:
             result.timed_out = True
+    except PolicyError:
+        raise  # the user's mistake (a missing mount directory, say): not a sandbox failure
     except LaunchError as e:
         result.launch_error = str(e)
     except OSError as e:

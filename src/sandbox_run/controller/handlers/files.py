@@ -33,12 +33,14 @@ def _flags(call: Call, i: int) -> int:
 def _start(call: Call, dirfd_index: int | None, path: bytes) -> Loc:
     """Where a relative ``path`` starts: the cwd, or the directory ``dirfd``."""
     vfs = call.guest.vfs
-    if path.startswith(b"/") or dirfd_index is None:
+    if dirfd_index is None:
         return vfs.cwd
     dirfd = call.fd_arg(dirfd_index)
     if dirfd == AT_FDCWD:
         call.shown[dirfd_index] = "AT_FDCWD"
         return vfs.cwd
+    if path.startswith(b"/"):
+        return vfs.cwd  # the directory is not used
     return _fd_loc(call, dirfd, need_dir=True)
 
 

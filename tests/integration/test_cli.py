@@ -1,0 +1,146 @@
+"""The sandbox-run command, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+CLI = os.path.join(os.path.dirname(sys.executable), "sandbox-run")
+
+
+def cli(
+    *args: str, stdin: bytes = b"", cwd: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([CLI, *args], input=stdin, capture_output=True, cwd=cwd, timeout=60)
+
+
+def test_script_with_arguments(tmp_path: pathlib.Path) -> None:
+    s = tmp_path / "greet.py"
+    s.write_text("import sys\nprint('hi', *sys.argv[1:])\nsys.exit(4)\n")
+    p = cli(str(s), "a", "--not-an-option")
+    assert p.stdout == b"hi a --not-an-option\n"
+    assert p.stderr == b""
+    assert p.returncode == 4
+
+
+def test_dash_c() -> None:
+    p = cli("-c", "import sys; print(sys.argv[1:]); print('e', file=sys.stderr)", "x")
+    assert (p.returncode, p.stdout, p.stderr) == (0, b"['x']\n", b"e\n")
+
+
+def test_uncaught_exception_exits_1_with_a_traceback() -> None:
+    p = cli("-c", "1/0")
+    assert p.returncode == 1
+    assert p.stderr.endswith(b"ZeroDivisionError: division by zero\n")
+
+
+def test_stdin_only_on_request() -> None:
+    code = "import sys; print(repr(sys.stdin.read()))"
+    assert cli("-c", code, stdin=b"secret").stdout == b"''\n"
+    assert cli("--stdin", "-c", code, stdin=b"data").stdout == b"'data'\n"
+
+
+def test_timeout_status_and_reason() -> None:
+    p = cli("--timeout", "500ms", "-c", "while True: pass")
+    assert p.returncode == 124
+    assert p.stderr == b"sandbox-run: timeout: wall-clock timeout: killed after 500ms\n"
+
+
+def test_killed_by_a_signal_status() -> None:
+    p = cli("-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    assert p.returncode == 128 + 15
+    assert p.stderr == b"sandbox-run: crashed: killed by SIGTERM\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus", "x.py"], b"unrecognized arguments: --bogus"),
+        ([], b"nothing to run: give a SCRIPT, -c CODE or --exec PROGRAM"),
+        (["missing.py"], b"missing.py: no such file"),
+        (["--timeout", "10", "-c", "pass"], b"--timeout: give a unit, e.g. '10s'"),
+        (["--memory", "lots", "-c", "pass"], b"--memory: cannot read size 'lots'"),
+        (["--memory", "1MiB", "-c", "pass"], b"memory: at least 96MiB is needed"),
+        (["--mount", "/nonexistent-dir:/data", "-c", "pass"], b"host directory"),
+        (["--mount", "/tmp:/usr", "-c", "pass"], b"/usr is provided by the sandbox"),
+        (["--mount", "nocolon", "-c", "pass"], b"expected HOST:GUEST[:ro|rw]"),
+        (["--policy", "/nonexistent.toml", "-c", "pass"], b"does not exist"),
+        (["--exec", "/nonexistent-prog"], b"/nonexistent-prog: no such file"),
+    ],
+)
+def test_usage_errors_are_one_line_with_status_125(args: list[str], message: bytes) -> None:
+    p = cli(*args)
+    assert p.returncode == 125
+    assert p.stderr.startswith(b"sandbox-run: error: ")
+    assert message in p.stderr
+    assert p.stderr.count(b"\n") == 1
+    assert p.stdout == b""
+
+
+def test_policy_file_and_flag_override(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.txt").write_text("from the host")
+    pol = tmp_path / "policy.toml"
+    pol.write_text('[limits]\ntimeout = "20s"\n[[mount]]\nhost = "data"\nguest = "/data"\n')
+    code = "print(open('/data/in.txt').read(), flush=True); import time; time.sleep(3)"
+    p = cli("--policy", str(pol), "--timeout", "1s", "-c", code)
+    assert p.stdout == b"from the host\n"
+    assert p.returncode == 124  # the flag overrode the file's 20s
+
+
+def test_policy_file_errors_name_the_key(tmp_path: pathlib.Path) -> None:
+    pol = tmp_path / "policy.toml"
+    pol.write_text('[limits]\ntimeout = "5s"\nwall = "1s"\n')
+    p = cli("--policy", str(pol), "-c", "pass")
+    assert p.returncode == 125
+    assert b"unknown key 'wall'" in p.stderr
+
+
+def test_mounts_read_only_and_read_write(tmp_path: pathlib.Path) -> None:
+    ro = tmp_path / "ro"
+    rw = tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "a.txt").write_text("read me")
+    code = (
+        "import os\n"
+        "print(open('/in/a.txt').read())\n"
+        "try:\n    open('/in/b.txt', 'w')\nexcept OSError as e:\n    print('ro:', e.strerror)\n"
+        "with open('/out/result.txt', 'w') as f:\n    f.write('written in the sandbox')\n"
+        "print(sorted(os.listdir('/out')))\n"
+    )
+    p = cli("--mount", f"{ro}:/in", "--mount", f"{rw}:/out:rw", "-c", code)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"read me\nro: Read-only file system\n['result.txt']\n"
+    assert (rw / "result.txt").read_text() == "written in the sandbox"
+    assert not (ro / "b.txt").exists()
+
+
+def test_trace_prints_mediated_calls() -> None:
+    p = cli("--trace", "-c", "open('/nonexistent/x')")
+    lines = p.stderr.decode().splitlines()
+    assert any("openat(AT_FDCWD, '/nonexistent/x'" in ln and "= -1 ENOENT" in ln for ln in lines), (
+        lines[-5:]
+    )
+    assert any("newfstatat(" in ln and ") = 0" in ln for ln in lines)
+    assert all(ln.startswith("[") or not ln.startswith("  ") for ln in lines[:5])
+
+
+def test_exec_runs_a_native_program(compile_c: Callable[..., str]) -> None:
+    exe = compile_c(
+        '#include <stdio.h>\nint main(int c, char **v) { printf("%s|%s\\n", v[0], v[1]);'
+        " return 3; }\n"
+    )
+    p = cli("--exec", exe, "arg")
+    assert p.stdout == f"/sandbox/{os.path.basename(exe)}|arg\n".encode()
+    assert p.returncode == 3
+
+
+def test_version() -> None:
+    p = cli("--version")
+    assert p.returncode == 0 and p.stdout.startswith(b"sandbox-run ")
