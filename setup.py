@@ -36,8 +36,12 @@ class BuildLauncher(build_ext):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
         cmd = [cc.split()[0], "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, LAUNCHER_SRC]
-        print(" ".join(cmd))
-        subprocess.run(cmd, check=True)
+        # Static when a static libc is installed: it starts before every
+        # guest, and skipping the dynamic loader saves a fraction of a ms.
+        print(" ".join([*cmd, "-static"]))
+        if subprocess.run([*cmd, "-static"]).returncode != 0:
+            print(" ".join(cmd))
+            subprocess.run(cmd, check=True)
 
 
 setup(

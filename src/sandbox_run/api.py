@@ -130,6 +130,8 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         stdout=bytes(out) if out is not None else None,
         stderr=bytes(err) if err is not None else None,
         wall_time=ex.wall_time,
+        cpu_time=ex.cpu_time,
+        max_rss=ex.max_rss,
         syscalls=dict(ex.stats.counts),
         denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
     )

@@ -44,6 +44,8 @@ class Result:
     stdout: bytes | None  # captured output, when asked for
     stderr: bytes | None
     wall_time: float  # seconds
+    cpu_time: float = 0.0  # seconds of CPU the guest used (user + system)
+    max_rss: int = 0  # the guest's peak resident memory, bytes
     syscalls: dict[str, int] = field(default_factory=dict)  # mediated calls by name
     denials: tuple[Denial, ...] = ()
 

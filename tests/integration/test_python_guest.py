@@ -216,7 +216,9 @@ def test_private_directory_is_removed(tmp_path: pathlib.Path) -> None:
     assert not {n for n in after - before if n.startswith("sandbox-run-")}
 
 
-def test_mediated_calls_are_counted() -> None:
-    r = run("open('/tmp/x', 'w').close()")
+def test_mediated_calls_and_resources_are_counted() -> None:
+    r = run("open('/tmp/x', 'w').close()\nsum(i * i for i in range(3_000_000))")
     assert r.syscalls["openat"] > 10
     assert r.syscalls["newfstatat"] > 10
+    assert 0 < r.cpu_time < r.wall_time + 0.5
+    assert 20 << 20 < r.max_rss < 512 << 20

@@ -97,3 +97,10 @@ def test_round_trip_through_dict() -> None:
     p = Policy(timeout=2.5, memory=300 << 20, mounts=(Mount("/h", "/g", "rw"),))
     again = Policy.from_dict(p.to_dict())
     assert again == p
+
+
+def test_shipped_presets_parse() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2] / "policies"
+    assert Policy.from_toml(root / "default.toml") == Policy()
+    example = Policy.from_toml(root / "example.toml")
+    assert [m.guest for m in example.mounts] == ["/data", "/out"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from ..errors import SyscallError
+from ..vfs.stat import VStat
 from . import syscalls
 from .kernel import GuestFault, Notification
 from .syscalls import Kind
@@ -122,6 +123,24 @@ class Call:
         """The guest descriptor number in argument ``i`` (an int, as the kernel reads it)."""
         v = self.args[i] & 0xFFFF_FFFF
         return v - (1 << 32) if v >= 1 << 31 else v
+
+    def stat_fd(self, guest_fd: int) -> VStat:
+        """The guest's view of one of its descriptors (fstat)."""
+        if guest_fd < 0:
+            raise SyscallError(errno.EBADF, "negative descriptor")
+        guest = self.guest
+        try:
+            st = guest.fd_stat(guest_fd)
+        except OSError:
+            raise SyscallError(errno.EBADF, "no such descriptor") from None
+
+        def link() -> bytes:
+            try:
+                return guest.fd_link(guest_fd)
+            except OSError:
+                return b""  # closed meanwhile: stat what we saw
+
+        return guest.vfs.stat_object(st, link)
 
     def inspect(self, guest_fd: int) -> tuple[os.stat_result, bytes]:
         """stat and /proc link of a guest descriptor, without duplicating it."""

@@ -16,6 +16,7 @@ class Guest:
 
     __slots__ = (
         "_fd_dir",
+        "_fd_dir_b",
         "listener",
         "mem",
         "memory_bytes",
@@ -47,6 +48,7 @@ class Guest:
         self.stats = CallStats()
         self.started = time.monotonic()
         self._fd_dir = f"/proc/{pid}/fd/"
+        self._fd_dir_b = os.fsencode(self._fd_dir)
 
     def attach_memory(self) -> None:
         self.mem = kernel.GuestMemory(self.pid)
@@ -65,7 +67,7 @@ class Guest:
 
     def fd_link(self, guest_fd: int) -> bytes:
         """What /proc says a guest descriptor points to (a host path for files)."""
-        return os.readlink(os.fsencode(self._fd_dir + str(guest_fd)))
+        return os.readlink(b"%s%d" % (self._fd_dir_b, guest_fd))
 
     def close(self) -> None:
         self.listener.close()

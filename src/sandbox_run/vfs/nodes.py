@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Node:
@@ -91,8 +92,7 @@ class Mount(Node):
             self.root_fd = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Loc:
+class Loc(NamedTuple):
     """A resolved location: a skeleton node, or a path below a mount's root."""
 
     node: Node

@@ -17,7 +17,7 @@ import errno
 import os
 import stat as S
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..errors import SyscallError
 from . import hostfs, paths
@@ -101,6 +101,7 @@ class Vfs:
         self.umask = 0o022
         self._host_files: dict[tuple[int, int], VFile] = {}
         self._snapshots: dict[tuple[int, int], list[bytes]] = {}
+        self._owners: dict[tuple[int, int, int], Node | tuple[object, int, int]] = {}
 
     def _new_ino(self) -> int:
         ino = self._next_ino
@@ -390,19 +391,37 @@ class Vfs:
             return self.devs.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
         raise SyscallError(errno.EIO, "internal: unknown node")
 
-    def stat_object(self, st: os.stat_result, link: bytes) -> VStat:
-        """The guest's view of the object behind one of its descriptors."""
+    def stat_object(self, st: os.stat_result, link: Callable[[], bytes]) -> VStat:
+        """The guest's view of the object behind one of its descriptors.
+
+        ``link`` gives the descriptor's /proc link; it is only asked for the
+        first time an object is seen.  Where an object belongs is remembered
+        by (device, inode, ctime): a rename or a reused inode changes ctime.
+        """
+        key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        known = self._owners.get(key)
+        if known is None:
+            known = self._attribute(st, link())
+            if len(self._owners) >= 4096:
+                self._owners.clear()
+            self._owners[key] = known
+        if isinstance(known, Node):
+            return self.node_stat(known)
+        dev_key, uid, gid = known
+        return self.devs.translate(st, dev_key, uid, gid)
+
+    def _attribute(self, st: os.stat_result, link: bytes) -> Node | tuple[object, int, int]:
         try:
             loc = self.locate(st, link)
         except SyscallError:
             # Pipes, sockets, devices: kernel objects with no place in the tree.
-            return self.devs.translate(st, ("kernel", st.st_dev), GUEST_UID, GUEST_GID)
+            return ("kernel", st.st_dev), GUEST_UID, GUEST_GID
         if not loc.hosted:
             if isinstance(loc.node, VFile) and loc.node.host_path is not None:
-                return self.devs.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
-            return self.node_stat(loc.node)
+                return ("host", st.st_dev), ROOT_UID, ROOT_UID
+            return loc.node
         uid, gid = self._owner(loc)
-        return self.devs.translate(st, (id(loc.node), st.st_dev), uid, gid)
+        return (id(loc.node), st.st_dev), uid, gid
 
     # --- stat ------------------------------------------------------------
     def stat(self, start: Loc, path: bytes, follow: bool) -> VStat:

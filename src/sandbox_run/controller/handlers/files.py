@@ -105,7 +105,7 @@ def _stat_path(
         if dirfd_index is None or call.fd_arg(dirfd_index) == AT_FDCWD:
             st = vfs.stat(vfs.cwd, b".", follow=True)
         else:
-            st = vfs.stat_object(*call.inspect(call.fd_arg(dirfd_index)))
+            st = call.stat_fd(call.fd_arg(dirfd_index))
     else:
         start = _start(call, dirfd_index, path)
         st = vfs.stat(start, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
@@ -132,7 +132,7 @@ def newfstatat(call: Call) -> int:
 
 @handles("fstat", argc=2)
 def fstat(call: Call) -> int:
-    st = call.guest.vfs.stat_object(*call.inspect(call.fd_arg(0)))
+    st = call.stat_fd(call.fd_arg(0))
     return _write_stat(call, call.args[1], st.pack())
 
 
@@ -390,7 +390,7 @@ def _utimes(
         if path is None:
             if dirfd_index is None:
                 raise SyscallError(errno.EBADF, "no file")
-            cur = vfs.stat_object(*call.inspect(call.fd_arg(dirfd_index)))
+            cur = call.stat_fd(call.fd_arg(dirfd_index))
         else:
             cur = vfs.stat(_start(call, dirfd_index, path), path, follow)
         times = (
