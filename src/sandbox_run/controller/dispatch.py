@@ -17,7 +17,7 @@ import logging
 import os
 import select
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -57,6 +57,21 @@ class _Continue:
 CONTINUE: Final = _Continue()
 Reply = int | Inject | _Continue
 Handler = Callable[["Call"], Reply]
+
+
+class AsyncHandler:
+    """A handler that must wait (a network connect, say) without stopping the
+    controller.  It answers with an int or an Inject, never CONTINUE."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Call], Awaitable[Reply]]) -> None:
+        self.fn = fn
+
+
+AnyHandler = Handler | AsyncHandler
+#: Calls of one guest that may wait in asynchronous handlers at once.
+MAX_PENDING = 64
 
 #: Calls whose handlers may answer CONTINUE: their pointer arguments (if
 #: any) never decide what the call reaches.  The dispatcher enforces this.
@@ -221,8 +236,13 @@ def syscalls_argc(name: str) -> int:
     return _ARGC.get(name, 3)
 
 
-def dispatch(guest: Guest, note: Notification, handlers: list[Handler | None]) -> None:
-    """Answer one notification.  Never raises for anything the guest did."""
+def dispatch(guest: Guest, note: Notification, handlers: list[AnyHandler | None]) -> None:
+    """Answer one notification.  Never raises for anything the guest did.
+
+    Asynchronous handlers (``AsyncHandler``) run in their own task; the
+    guest thread that made the call stays stopped until they answer, while
+    the controller goes on serving everything else.
+    """
     nr = note.nr
     entry = syscalls.TABLE[nr] if 0 <= nr <= syscalls.MAX_NR else syscalls.entry_for(nr)
     name = entry.name
@@ -235,12 +255,17 @@ def dispatch(guest: Guest, note: Notification, handlers: list[Handler | None]) -
             # The filter kills foreign ABIs; reaching here means it did not.
             raise SyscallError(errno.ENOSYS, "foreign system-call ABI")
         handler = handlers[nr] if 0 <= nr < len(handlers) else None
-        if entry.kind is Kind.HANDLE and handler is not None:
-            reply = handler(call)
-            if reply is CONTINUE and name not in CONTINUE_OK:
-                raise SyscallError(errno.ENOSYS, f"internal: {name} may not continue")
-        else:
+        if entry.kind is not Kind.HANDLE or handler is None:
             raise SyscallError(entry.errno or errno.ENOSYS, entry.reason)
+        if isinstance(handler, AsyncHandler):
+            if guest.pending >= MAX_PENDING:
+                raise SyscallError(errno.EAGAIN, "too many calls in progress")
+            guest.pending += 1
+            guest.nursery.start_soon(_run_async, guest, call, entry, handler)
+            return
+        reply = handler(call)
+        if reply is CONTINUE and name not in CONTINUE_OK:
+            raise SyscallError(errno.ENOSYS, f"internal: {name} may not continue")
         if call.touched:
             call.check_id()
     except SyscallError as e:
@@ -253,6 +278,40 @@ def dispatch(guest: Guest, note: Notification, handlers: list[Handler | None]) -
         _close_reply(reply)
         reply = None
         err = SyscallError(errno.EIO, "internal error in the controller")
+    _finish(guest, call, entry, reply, err)
+
+
+async def _run_async(
+    guest: Guest, call: Call, entry: syscalls.Entry, handler: AsyncHandler
+) -> None:
+    reply: Reply | None = None
+    err: SyscallError | None = None
+    try:
+        reply = await handler.fn(call)
+        if reply is CONTINUE:
+            raise SyscallError(errno.ENOSYS, f"internal: {call.name} may not continue")
+        if call.touched:
+            call.check_id()
+    except SyscallError as e:
+        err = e
+    except _Vanished:
+        _close_reply(reply)
+        return
+    except Exception:
+        log.exception("handler for %s failed", call.name)
+        _close_reply(reply)
+        reply = None
+        err = SyscallError(errno.EIO, "internal error in the controller")
+    finally:
+        guest.pending -= 1
+    _finish(guest, call, entry, reply, err)
+
+
+def _finish(
+    guest: Guest, call: Call, entry: syscalls.Entry, reply: Reply | None, err: SyscallError | None
+) -> None:
+    """Log a refusal, send the answer, trace it."""
+    name = call.name
     if err is not None and (
         entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
     ):
@@ -310,7 +369,9 @@ EXCLUSIVE_WAIT_MS = 1
 EXCLUSIVE_SLICE = 0.02
 
 
-async def serve(guest: Guest, handlers: list[Handler | None], watch: tuple[int, ...] = ()) -> None:
+async def serve(
+    guest: Guest, handlers: list[AnyHandler | None], watch: tuple[int, ...] = ()
+) -> None:
     """Answer the guest's notifications until it has no task left.
 
     ``watch`` are the guest's output pipes.  When this is the only guest of
@@ -330,7 +391,9 @@ async def serve(guest: Guest, handlers: list[Handler | None], watch: tuple[int, 
         while True:
             await trio.lowlevel.wait_readable(listener_fd)
             exclusive = (
-                _ACTIVE.get() == 1 and trio.lowlevel.current_statistics().tasks_runnable == 0
+                _ACTIVE.get() == 1
+                and guest.pending == 0
+                and trio.lowlevel.current_statistics().tasks_runnable == 0
             )
             deadline = trio.current_time() + EXCLUSIVE_SLICE if exclusive else 0.0
             for _ in range(BATCH if not exclusive else 1 << 30):
@@ -352,8 +415,8 @@ async def serve(guest: Guest, handlers: list[Handler | None], watch: tuple[int, 
                     note = guest.listener.recv()
                     if note is not None:
                         dispatch(guest, note, handlers)
-                    if exclusive and trio.current_time() > deadline:
-                        break
+                    if exclusive and (guest.pending or trio.current_time() > deadline):
+                        break  # an asynchronous handler now needs trio
                     continue
                 if ev & _GONE:
                     return  # every task of the guest is gone

@@ -6,6 +6,8 @@ import os
 import time
 from collections.abc import Callable
 
+import trio
+
 from ..vfs.tree import Vfs
 from . import kernel
 from .dispatch import CallStats
@@ -20,6 +22,8 @@ class Guest:
         "listener",
         "mem",
         "memory_bytes",
+        "nursery",
+        "pending",
         "pid",
         "pidfd",
         "started",
@@ -47,6 +51,8 @@ class Guest:
         self.trace = trace
         self.stats = CallStats()
         self.started = time.monotonic()
+        self.nursery: trio.Nursery  # where asynchronous handlers run; set by the session
+        self.pending = 0  # calls waiting in asynchronous handlers
         self._fd_dir = f"/proc/{pid}/fd/"
         self._fd_dir_b = os.fsencode(self._fd_dir)
 

@@ -199,6 +199,7 @@ async def run_guest(
             guest.attach_memory()
             result.stats = guest.stats
             async with trio.open_nursery() as nursery:
+                guest.nursery = nursery
                 nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
                 nursery.start_soon(_pump, streams[0], stdout)
                 nursery.start_soon(_pump, streams[1], stderr)

@@ -7,36 +7,54 @@ new descriptor for the guest) or ``CONTINUE`` (register-only calls, see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .. import syscalls
-from ..dispatch import Handler, set_argc
+from ..dispatch import AnyHandler, AsyncHandler, Call, Handler, Reply, set_argc
 
-_REGISTRY: dict[str, Handler] = {}
+_REGISTRY: dict[str, AnyHandler] = {}
+
+
+def _register(names: tuple[str, ...], argc: int, handler: AnyHandler) -> None:
+    for n in names:
+        if n in _REGISTRY:
+            raise ValueError(f"two handlers for {n}")
+        if n not in syscalls.NR:
+            raise ValueError(f"no system call named {n}")
+        _REGISTRY[n] = handler
+        set_argc({n: argc})
 
 
 def handles(*names: str, argc: int) -> Callable[[Handler], Handler]:
     """Register a handler for the named system calls (``argc`` is for traces)."""
 
     def register(fn: Handler) -> Handler:
-        for n in names:
-            if n in _REGISTRY:
-                raise ValueError(f"two handlers for {n}")
-            if n not in syscalls.NR:
-                raise ValueError(f"no system call named {n}")
-            _REGISTRY[n] = fn
-            set_argc({n: argc})
+        _register(names, argc, fn)
         return fn
 
     return register
 
 
-def handler_table() -> list[Handler | None]:
+def handles_async(
+    *names: str, argc: int
+) -> Callable[[Callable[[Call], Awaitable[Reply]]], Callable[[Call], Awaitable[Reply]]]:
+    """Register an asynchronous handler: one that waits (for a network peer,
+    say) while the controller serves other calls.  It must call
+    ``call.check_id()`` after reading guest memory and before acting."""
+
+    def register(fn: Callable[[Call], Awaitable[Reply]]) -> Callable[[Call], Awaitable[Reply]]:
+        _register(names, argc, AsyncHandler(fn))
+        return fn
+
+    return register
+
+
+def handler_table() -> list[AnyHandler | None]:
     """Handlers indexed by syscall number.  Every ``handle`` entry must have one,
     and no handler may exist for a call the table does not hand over."""
     from . import files, identity, process, signals, system  # noqa: F401  (registration)
 
-    table: list[Handler | None] = [None] * (syscalls.MAX_NR + 1)
+    table: list[AnyHandler | None] = [None] * (syscalls.MAX_NR + 1)
     for e in syscalls.TABLE:
         fn = _REGISTRY.get(e.name)
         if e.kind is syscalls.Kind.HANDLE:
