@@ -134,6 +134,7 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         max_rss=ex.max_rss,
         syscalls=dict(ex.stats.counts),
         denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
+        filesystem=ex.filesystem,
     )
 
 

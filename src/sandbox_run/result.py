@@ -35,6 +35,34 @@ class Denial:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One change the guest made in a writable area."""
+
+    path: str  # virtual path, as the guest saw it
+    kind: str  # "added", "modified", "deleted", or "renamed" (from ``source``)
+    is_dir: bool = False
+    size: int = 0
+    source: str = ""  # the old path of a renamed directory
+
+
+@dataclass(frozen=True, slots=True)
+class AreaReport:
+    """A writable area of the sandbox: its quota, its use, its changes."""
+
+    path: str  # where the guest saw it ("/sandbox, /tmp" for the private area)
+    mode: str  # "private", "tmpfs", "overlay" or "rw"
+    bytes_used: int
+    files_used: int  # files, directories and links
+    max_bytes: int
+    max_files: int
+    max_file_size: int
+    changes: tuple[FileChange, ...] = ()  # overlay and rw areas
+    diff: str | None = None  # when the mount asked for one
+    applied: bool | None = None  # rw: whether the changes were applied to the host
+    notes: tuple[str, ...] = ()  # rw: entries not applied, and why
+
+
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
@@ -48,6 +76,7 @@ class Result:
     max_rss: int = 0  # the guest's peak resident memory, bytes
     syscalls: dict[str, int] = field(default_factory=dict)  # mediated calls by name
     denials: tuple[Denial, ...] = ()
+    filesystem: tuple[AreaReport, ...] = ()  # the writable areas
 
     @property
     def ok(self) -> bool:

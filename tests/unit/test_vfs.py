@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox_run.errors import SyscallError
-from sandbox_run.vfs import paths
+from sandbox_run.vfs import hostfs, paths
 from sandbox_run.vfs.nodes import SHARED
 from sandbox_run.vfs.tree import Loc, Mount, VDir, Vfs
 
@@ -178,7 +178,7 @@ def test_listing_a_synthetic_and_a_mounted_directory(world: tuple[Vfs, pathlib.P
         os.close(d)
     got = first + rest
     assert got[:2] == [b".", b".."]
-    assert sorted(got[2:]) == sorted(os.fsencode(n) for n in os.listdir(vfs.mounts[0].host_root))
+    assert sorted(got[2:]) == sorted(os.fsencode(n) for n in os.listdir(f"/proc/self/fd/{vfs.mounts[0].root_fd}"))
 
 
 def _getdents(vfs: Vfs, fd: int, count: int) -> bytes:
@@ -256,8 +256,11 @@ def test_stat_of_descriptors_is_virtual(world: tuple[Vfs, pathlib.Path]) -> None
     for path in (b"/", b"/usr/bin/tool", b"file.txt", b"dir"):
         fd = vfs.open(vfs.cwd, path, os.O_RDONLY, 0)
         try:
-            link = os.readlink(f"/proc/self/fd/{fd}".encode())
-            by_fd = vfs.stat_object(os.fstat(fd), lambda link=link: link)
+            by_fd = vfs.stat_object(
+                os.fstat(fd),
+                lambda fd=fd: os.readlink(f"/proc/self/fd/{fd}".encode()),
+                lambda fd=fd: hostfs.mount_id(fd),
+            )
         finally:
             os.close(fd)
         assert by_fd == vfs.stat(vfs.cwd, path, follow=True), path
@@ -265,7 +268,7 @@ def test_stat_of_descriptors_is_virtual(world: tuple[Vfs, pathlib.Path]) -> None
 
 def test_mount_nodes_are_closed(tmp_path: pathlib.Path) -> None:
     (tmp_path / "m").mkdir()
-    m = Mount(1, str(tmp_path / "m"), False)
+    m = Mount.host(1, str(tmp_path / "m"), False)
     fd = m.root_fd
     m.close()
     with pytest.raises(OSError):

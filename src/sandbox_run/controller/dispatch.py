@@ -25,6 +25,7 @@ import trio
 
 from ..errors import SyscallError
 from ..vfs.stat import VStat
+from ..vfs.tree import Loc
 from . import syscalls
 from .kernel import GuestFault, Notification
 from .syscalls import Kind
@@ -155,16 +156,23 @@ class Call:
             except OSError:
                 return b""  # closed meanwhile: stat what we saw
 
-        return guest.vfs.stat_object(st, link)
+        return guest.vfs.stat_object(st, link, lambda: guest.fd_mount_id(guest_fd))
 
-    def inspect(self, guest_fd: int) -> tuple[os.stat_result, bytes]:
-        """stat and /proc link of a guest descriptor, without duplicating it."""
+    def locate(self, guest_fd: int) -> tuple[os.stat_result, Loc]:
+        """stat and place in the VFS of a guest descriptor, without duplicating it.
+
+        For inspection only (see ``Guest.fd_stat``): whatever acts on the
+        object works on a duplicate.
+        """
         if guest_fd < 0:
             raise SyscallError(errno.EBADF, "negative descriptor")
+        guest = self.guest
         try:
-            return self.guest.fd_stat(guest_fd), self.guest.fd_link(guest_fd)
+            st = guest.fd_stat(guest_fd)
+            link = guest.fd_link(guest_fd)
         except OSError:
             raise SyscallError(errno.EBADF, "no such descriptor") from None
+        return st, guest.vfs.locate(st, link, lambda: guest.fd_mount_id(guest_fd))
 
     def dup(self, guest_fd: int) -> int:
         """A controller-side duplicate of a guest descriptor (caller closes it)."""

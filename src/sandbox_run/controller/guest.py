@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..vfs import hostfs
 from ..vfs.tree import Vfs
 from . import kernel
 from .dispatch import CallStats
@@ -70,6 +71,10 @@ class Guest:
         so whatever acts on the object works on a duplicate (``getfd``).
         """
         return os.stat(self._fd_dir + str(guest_fd))
+
+    def fd_mount_id(self, guest_fd: int) -> int:
+        """The mount a guest descriptor's object lives on."""
+        return hostfs.path_mount_id(b"%s%d" % (self._fd_dir_b, guest_fd))
 
     def fd_link(self, guest_fd: int) -> bytes:
         """What /proc says a guest descriptor points to (a host path for files)."""

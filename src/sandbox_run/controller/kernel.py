@@ -435,3 +435,46 @@ def tgkill(tgid: int, tid: int, sig: int) -> None:
             ctypes.c_long(_NR_TGKILL), ctypes.c_long(tgid), ctypes.c_long(tid), ctypes.c_long(sig)
         )
     )
+
+
+def written_files(pid: int) -> list[tuple[int, bytes]]:
+    """(mount id, /proc link) of every file the process can still write to:
+    descriptors open for writing, and shared writable file mappings (which
+    outlive their descriptor).  Call only while the process cannot open new
+    files (no call of it is being answered)."""
+    from ..vfs.hostfs import path_mount_id
+
+    out: list[tuple[int, bytes]] = []
+    base = f"/proc/{pid}"
+    try:
+        fds = os.listdir(f"{base}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            with open(f"{base}/fdinfo/{fd}", "rb") as f:
+                flags = next(
+                    (int(line.split()[1], 8) for line in f if line.startswith(b"flags:")),
+                    os.O_RDONLY,
+                )
+            if flags & (os.O_WRONLY | os.O_RDWR) == 0:
+                continue
+            path = f"{base}/fd/{fd}".encode()
+            out.append((path_mount_id(path), os.readlink(path)))
+        except OSError:
+            continue  # closed meanwhile, or not a file
+    try:
+        with open(f"{base}/maps", "rb") as f:
+            maps = f.read().splitlines()
+    except OSError:
+        maps = []
+    for line in maps:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or parts[1][1:2] != b"w" or parts[1][3:4] != b"s":
+            continue
+        path = f"{base}/map_files/".encode() + parts[0]
+        try:
+            out.append((path_mount_id(path), os.readlink(path)))
+        except OSError:
+            continue
+    return out

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +19,8 @@ import trio
 
 from ..errors import LaunchError, PolicyError
 from ..policy.schema import Policy
-from ..vfs import layout
+from ..result import AreaReport
+from ..vfs import areas, layout
 from ..vfs.system import SystemImage
 from ..vfs.tree import Vfs
 from . import bpf, kernel, syscalls
@@ -70,12 +69,17 @@ class Exit:
     cpu_time: float = 0.0  # user + system seconds of the guest
     max_rss: int = 0  # peak resident memory of the guest, bytes
     stats: CallStats = field(default_factory=CallStats)
+    filesystem: tuple[AreaReport, ...] = ()
 
 
-def _rlimits(policy: Policy) -> tuple[tuple[int, int, int], ...]:
+def _rlimits(policy: Policy, area_list: list[areas.Area]) -> tuple[tuple[int, int, int], ...]:
     core = (resource.RLIMIT_CORE, 0, 0)
     mem = (resource.RLIMIT_AS, policy.memory, policy.memory)
-    return (core, mem)
+    # One largest-file limit per process: the smallest any writable area asks for.
+    fsize = (
+        min(a.quota.max_file_size for a in area_list) if area_list else policy.private.max_file_size
+    )
+    return (core, mem, (resource.RLIMIT_FSIZE, fsize, fsize))
 
 
 async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
@@ -164,16 +168,16 @@ async def run_guest(
 ) -> Exit:
     start = time.monotonic()
     result = Exit()
-    private = tempfile.mkdtemp(prefix="sandbox-run-")
     vfs = Vfs()
     sp: kernel.Spawned | None = None
     streams: list[trio.lowlevel.FdStream] = []
     guest: Guest | None = None
     reaped = False
+    area_list: list[areas.Area] = []
+    written: list[tuple[int, bytes]] = []
     try:
-        layout.build(
+        area_list = layout.build(
             vfs,
-            private,
             program.image,
             policy,
             program.scripts,
@@ -185,7 +189,7 @@ async def run_guest(
             argv=program.argv,
             env=program.env,
             filter=_filter(),
-            rlimits=_rlimits(policy),
+            rlimits=_rlimits(policy, area_list),
             drop_to=NOBODY if os.geteuid() == 0 else None,
         )
         sp = kernel.spawn(cfg, pipe_stdin=stdin is not None)
@@ -229,6 +233,9 @@ async def run_guest(
     finally:
         with trio.CancelScope(shield=True):
             if sp is not None and not reaped:
+                # Nothing is being answered any more, so the guest cannot open
+                # another file: what it may still be writing is known.
+                written = kernel.written_files(sp.pid)
                 kernel.kill_group(sp.pid, sp.pidfd)
                 status = await _wait_exit(sp, result)
                 if not result.timed_out and result.launch_error is None:
@@ -237,7 +244,18 @@ async def run_guest(
                     result.signal = signal.SIGKILL
             for stream in streams:
                 stream.close()
-            _release(sp, guest, vfs, private)
+            try:
+                if result.status is not None and not result.timed_out:
+                    how = "exited"
+                elif result.timed_out:
+                    how = "killed"
+                else:
+                    how = "crashed"
+                result.filesystem = areas.finish(area_list, how=how, written=written)
+            finally:
+                for a in area_list:
+                    a.close()
+                _release(sp, guest, vfs)
         result.wall_time = time.monotonic() - start
     return result
 
@@ -249,11 +267,10 @@ def _decode_status(status: int, result: Exit) -> None:
         result.signal = os.WTERMSIG(status)
 
 
-def _release(sp: kernel.Spawned | None, guest: Guest | None, vfs: Vfs, private: str) -> None:
+def _release(sp: kernel.Spawned | None, guest: Guest | None, vfs: Vfs) -> None:
     if guest is not None:
         guest.close()
     if sp is not None:
         os.close(sp.pidfd)
         os.close(sp.sync_fd)
     vfs.close()
-    shutil.rmtree(private, ignore_errors=True)

@@ -6,10 +6,17 @@ A policy file is TOML::
     timeout = "30s"        # wall clock; the guest is killed when it runs out
     memory = "512MiB"      # cap on the guest's memory (address space)
 
+    [private]              # /sandbox and /tmp
+    max_bytes = "256MiB"
+    max_files = 10000
+    max_file_size = "256MiB"
+
     [[mount]]
-    host = "data"          # host directory, relative to the policy file
+    host = "data"          # host directory or file, relative to the policy file
     guest = "/data"        # where the guest sees it (absolute)
-    mode = "ro"            # "ro" (default) or "rw"
+    mode = "ro"            # "ro" (default), "rw", "overlay" or "tmpfs"
+    max_bytes = "1GiB"     # rw, overlay, tmpfs: the quota (as in [private])
+    diff = false           # rw, overlay: report a diff of changed text files
 
 Every key is optional; unknown keys are an error that names the key.  Values
 carry their units ("30s", "512MiB"): a bare number is refused, never guessed.
@@ -49,20 +56,77 @@ RESERVED_PATHS = (
     "/tmp",
 )
 
-MountMode = Literal["ro", "rw"]
+MountMode = Literal["ro", "rw", "overlay", "tmpfs"]
+MOUNT_MODES = ("ro", "rw", "overlay", "tmpfs")
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits on what the guest may store in one writable area."""
+
+    max_bytes: int = 256 * MiB  # total bytes stored (staged in memory until the end)
+    max_files: int = 10_000  # files, directories and links created (or copied up)
+    max_file_size: int = 256 * MiB  # largest single file
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_files", "max_file_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise PolicyError(f"{name}: expected a positive whole number, got {v!r}")
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str, base: Quota | None = None) -> Quota:
+        base = base or cls()
+        kw: dict[str, int] = {}
+        if "max_bytes" in table:
+            kw["max_bytes"] = parse_size(table["max_bytes"], f"{where}.max_bytes")
+        if "max_file_size" in table:
+            kw["max_file_size"] = parse_size(table["max_file_size"], f"{where}.max_file_size")
+        if "max_files" in table:
+            n = table["max_files"]
+            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+                raise PolicyError(f"{where}.max_files: expected a positive whole number, got {n!r}")
+            kw["max_files"] = n
+        return dataclasses.replace(base, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_bytes": format_size(self.max_bytes),
+            "max_files": self.max_files,
+            "max_file_size": format_size(self.max_file_size),
+        }
+
+
+QUOTA_KEYS = {"max_bytes", "max_files", "max_file_size"}
 
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """A host directory visible to the guest."""
+    """Something visible to the guest at ``guest``:
+
+    - ``ro``: a host directory or file, read-only;
+    - ``rw``: a host directory or file; the guest's changes are applied to the
+      host when the sandbox ends (each file replaced atomically, see
+      docs/filesystem.md), within ``quota``;
+    - ``overlay``: a host directory or file the guest may change, but its
+      changes stay in the sandbox and are reported, never applied;
+    - ``tmpfs``: a private in-memory directory (``host`` is empty).
+    """
 
     host: str
     guest: str
     mode: MountMode = "ro"
+    quota: Quota = field(default_factory=Quota)
+    diff: bool = False  # rw and overlay: report a unified diff of changed text files
 
     def __post_init__(self) -> None:
-        if self.mode not in ("ro", "rw"):
-            raise PolicyError(f"mount {self.guest}: mode must be 'ro' or 'rw', not {self.mode!r}")
+        if self.mode not in MOUNT_MODES:
+            modes = ", ".join(MOUNT_MODES)
+            raise PolicyError(f"mount {self.guest}: mode must be one of {modes}, not {self.mode!r}")
+        if (self.mode == "tmpfs") != (self.host == ""):
+            raise PolicyError(f"mount {self.guest}: a tmpfs has no host path; other modes need one")
+        if not isinstance(self.quota, Quota):
+            raise PolicyError(f"mount {self.guest}: quota must be a Quota")
         g = self.guest
         if not g.startswith("/"):
             raise PolicyError(f"mount {g!r}: the guest path must be absolute")
@@ -77,17 +141,24 @@ class Mount:
 
     @property
     def writable(self) -> bool:
-        return self.mode == "rw"
+        return self.mode != "ro"
 
     @classmethod
     def parse(cls, spec: str) -> Mount:
-        """``HOST:GUEST[:ro|rw]``, as on the command line."""
+        """``HOST:GUEST[:ro|rw|overlay]``, as on the command line."""
         parts = spec.split(":")
-        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        if len(parts) == 3 and parts[2] in ("ro", "rw", "overlay"):
             return cls(parts[0], parts[1], parts[2])  # type: ignore[arg-type]
-        if len(parts) == 2:
+        if len(parts) == 2 and parts[0]:
             return cls(parts[0], parts[1])
-        raise PolicyError(f"--mount {spec!r}: expected HOST:GUEST[:ro|rw]")
+        raise PolicyError(f"--mount {spec!r}: expected HOST:GUEST[:ro|rw|overlay]")
+
+    @classmethod
+    def parse_tmpfs(cls, spec: str) -> Mount:
+        """``GUEST[:SIZE]``, as on the command line."""
+        guest, _, size = spec.partition(":")
+        quota = Quota(max_bytes=parse_size(size, "--tmpfs size")) if size else Quota()
+        return cls("", guest, "tmpfs", quota)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +168,8 @@ class Policy:
     timeout: float = DEFAULT_TIMEOUT
     memory: int = DEFAULT_MEMORY
     mounts: tuple[Mount, ...] = field(default=())
+    #: limits of the private writable area (/sandbox and /tmp together)
+    private: Quota = field(default_factory=Quota)
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
@@ -110,6 +183,8 @@ class Policy:
                 f"memory: at least {format_size(MIN_MEMORY)} is needed to start "
                 f"the interpreter, got {format_size(self.memory)}"
             )
+        if not isinstance(self.private, Quota):
+            raise PolicyError(f"private: expected a Quota, got {self.private!r}")
         seen: set[str] = set()
         for m in self.mounts:
             if not isinstance(m, Mount):
@@ -143,7 +218,7 @@ class Policy:
         cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
     ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
-        _only(data, {"limits", "mount"}, source)
+        _only(data, {"limits", "mount", "private"}, source)
         kw: dict[str, Any] = {}
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
@@ -153,6 +228,11 @@ class Policy:
             kw["timeout"] = parse_duration(limits["timeout"], "limits.timeout")
         if "memory" in limits:
             kw["memory"] = parse_size(limits["memory"], "limits.memory")
+        private = data.get("private", {})
+        if not isinstance(private, Mapping):
+            raise PolicyError(f"{source}: [private] must be a table")
+        _only(private, QUOTA_KEYS, f"{source}: [private]")
+        kw["private"] = Quota.from_table(private, "private")
         mounts = data.get("mount", [])
         if not isinstance(mounts, list):
             raise PolicyError(f"{source}: mounts are written [[mount]]")
@@ -161,13 +241,22 @@ class Policy:
             where = f"{source}: [[mount]] #{i + 1}"
             if not isinstance(m, Mapping):
                 raise PolicyError(f"{where}: must be a table")
-            _only(m, {"host", "guest", "mode"}, where)
-            for key in ("host", "guest"):
-                if not isinstance(m.get(key), str):
-                    raise PolicyError(f"{where}: '{key}' (a path) is required")
+            _only(m, {"host", "guest", "mode", "diff"} | QUOTA_KEYS, where)
             mode = m.get("mode", "ro")
-            host = os.path.join(base_dir, os.path.expanduser(m["host"]))
-            out.append(Mount(host, m["guest"], mode))
+            if not isinstance(m.get("guest"), str):
+                raise PolicyError(f"{where}: 'guest' (a path) is required")
+            if mode == "tmpfs":
+                if "host" in m:
+                    raise PolicyError(f"{where}: a tmpfs has no 'host'")
+                host = ""
+            else:
+                if not isinstance(m.get("host"), str):
+                    raise PolicyError(f"{where}: 'host' (a path) is required")
+                host = os.path.join(base_dir, os.path.expanduser(m["host"]))
+            diff = m.get("diff", False)
+            if not isinstance(diff, bool):
+                raise PolicyError(f"{where}: 'diff' must be true or false")
+            out.append(Mount(host, m["guest"], mode, Quota.from_table(m, where), diff))
         kw["mounts"] = tuple(out)
         return cls(**kw)
 
@@ -178,8 +267,20 @@ class Policy:
                 "timeout": format_duration(self.timeout),
                 "memory": format_size(self.memory),
             },
-            "mount": [{"host": m.host, "guest": m.guest, "mode": m.mode} for m in self.mounts],
+            "private": self.private.to_dict(),
+            "mount": [_mount_dict(m) for m in self.mounts],
         }
+
+
+def _mount_dict(m: Mount) -> dict[str, Any]:
+    out: dict[str, Any] = {"guest": m.guest, "mode": m.mode}
+    if m.host:
+        out["host"] = m.host
+    if m.writable:
+        out.update(m.quota.to_dict())
+        if m.diff:
+            out["diff"] = True
+    return out
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:

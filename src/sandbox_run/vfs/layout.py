@@ -7,21 +7,24 @@
     /dev/null, zero, full, random, urandom
     /sandbox/                 private, writable: the script, and the working directory
     /tmp/                     private, writable
-    user mounts               from the policy
+    user mounts               from the policy (see areas.py for the writable kinds)
 
-Nothing else exists.  The two private directories live in a host temporary
-directory that is removed with the sandbox.
+Nothing else exists.  The two private directories share one detached tmpfs
+(the private area, with its quota), which disappears with the sandbox.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import stat as S
 from dataclasses import dataclass
 
 from ..errors import PolicyError
-from ..policy.schema import Mount, Policy
-from .nodes import mirror_plan
+from ..policy.schema import Mount as MountSpec
+from ..policy.schema import Policy
+from . import areas
+from .nodes import Mount, mirror_plan
 from .system import SystemImage
 from .tree import Loc, Vfs
 
@@ -63,15 +66,17 @@ def _cpuinfo_cached(ncpu: int) -> bytes:
 
 def build(
     vfs: Vfs,
-    private_root: str,
     image: SystemImage,
     policy: Policy,
     scripts: tuple[Script, ...] = (),
     *,
     exe: str,
     bootstrap: bool,
-) -> None:
-    """Populate ``vfs`` for one run and set its working directory to /sandbox."""
+) -> list[areas.Area]:
+    """Populate ``vfs`` for one run and set its working directory to /sandbox.
+
+    Returns the writable areas (the caller closes them, after ``finish``).
+    """
     for path in image.files:
         vfs.apply_plan(mirror_plan(path, False))
     for d in image.dirs:
@@ -96,24 +101,76 @@ def build(
         vfs.add_mount(
             os.fsencode(os.path.dirname(BOOTSTRAP_VPATH)), GUEST_PACKAGE_DIR, writable=False
         )
-    sandbox = os.path.join(private_root, "sandbox")
-    tmp = os.path.join(private_root, "tmp")
-    os.mkdir(sandbox, 0o700)
-    os.mkdir(tmp, 0o700)
-    for s in scripts:
-        with open(os.path.join(sandbox, s.name), "xb") as f:
-            f.write(s.content)
-    vfs.add_mount(SANDBOX_DIR, sandbox, writable=True)
-    vfs.add_mount(b"/tmp", tmp, writable=True)
-    for m in policy.mounts:
-        _add_user_mount(vfs, m)
-    vfs.cwd = vfs.resolve(Loc(vfs.root), SANDBOX_DIR, follow=True)
-
-
-def _add_user_mount(vfs: Vfs, m: Mount) -> None:
-    if not os.path.isdir(m.host):
-        raise PolicyError(f"mount {m.guest}: host directory {m.host} does not exist")
+    made: list[areas.Area] = []
     try:
-        vfs.add_mount(os.fsencode(m.guest), m.host, writable=m.writable)
+        private = areas.private_area(policy.private, "")
+        made.append(private)
+        for s in scripts:
+            fd = os.open(
+                f"sandbox/{s.name}",
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                0o644,
+                dir_fd=private.fs_fd,
+            )
+            try:
+                _write_all(fd, s.content, s.name)
+            finally:
+                os.close(fd)
+        for sub in (b"sandbox", b"tmp"):
+            vpath = b"/" + sub
+            if private.fallback_dir:
+                vfs.add_mount(
+                    vpath, os.path.join(private.fallback_dir, sub.decode()), writable=True
+                )
+            else:
+                vfs.attach(vpath, Mount.on(0, private.fs_fd, sub, True, vpath.decode()))
+        for m in policy.mounts:
+            area = _add_user_mount(vfs, m)
+            if area is not None:
+                made.append(area)
+    except BaseException:
+        for a in made:
+            a.close()
+        raise
+    vfs.cwd = vfs.resolve(Loc(vfs.root), SANDBOX_DIR, follow=True)
+    return made
+
+
+def _write_all(fd: int, data: bytes, name: str) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as e:
+            raise PolicyError(f"{name} does not fit in the private area: {e.strerror}") from None
+        view = view[n:]
+
+
+def _add_user_mount(vfs: Vfs, m: MountSpec) -> areas.Area | None:
+    vpath = os.fsencode(m.guest)
+    try:
+        if m.mode == "ro":
+            try:
+                st = os.stat(m.host)
+            except FileNotFoundError:
+                raise PolicyError(f"mount {m.guest}: host path {m.host} does not exist") from None
+            if S.S_ISDIR(st.st_mode):
+                vfs.add_mount(vpath, m.host, writable=False)
+            elif S.S_ISREG(st.st_mode):
+                vfs.add_file(vpath, host_path=os.path.realpath(m.host))
+            else:
+                raise PolicyError(f"mount {m.guest}: {m.host} is neither a file nor a directory")
+            return None
+        area = areas.tmpfs_area(m) if m.mode == "tmpfs" else areas.host_area(m)
+        try:
+            if area.is_file:
+                vfs.add_file(vpath, host_path=areas.file_copy_path(area), writable=True, owned=True)
+            else:
+                fs = area.overlay_fd if area.overlay_fd >= 0 else area.fs_fd
+                vfs.attach(vpath, Mount.on(0, fs, b"", True, m.guest))
+        except BaseException:
+            area.close()
+            raise
+        return area
     except ValueError as e:
         raise PolicyError(f"mount {m.guest}: {e}") from None

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import hostfs
+
 
 class Node:
     __slots__ = ("ino", "name", "parent")
@@ -56,7 +58,7 @@ class VLink(Node):
 class VFile(Node):
     """A file: a host file the controller names, or fixed content."""
 
-    __slots__ = ("content", "host_path", "writable")
+    __slots__ = ("content", "host_path", "owned", "writable")
 
     def __init__(
         self,
@@ -65,26 +67,78 @@ class VFile(Node):
         host_path: str | None = None,
         content: bytes | None = None,
         writable: bool = False,
+        owned: bool = False,
     ) -> None:
         super().__init__(ino)
         if (host_path is None) == (content is None):
             raise ValueError("a VFile has either a host path or content")
         self.host_path = host_path
         self.content = content
-        self.writable = writable  # only for devices such as /dev/null
+        self.writable = writable  # devices such as /dev/null, and writable file mounts
+        self.owned = owned  # shown as the guest's own (a writable file mount)
 
 
 class Mount(Node):
-    """A host directory mounted at this point."""
+    """A directory tree the kernel resolves for us, beneath ``root_fd``.
 
-    __slots__ = ("host_root", "host_root_b", "root_fd", "writable")
+    Either a host directory (``Mount.host``) or a directory on a detached
+    mount the controller created (``Mount.on``: a private tmpfs, an overlay).
+    ``mnt_id`` and ``link_root`` identify the objects below it: a descriptor
+    belongs here when it lives on mount ``mnt_id`` and its /proc link starts
+    with ``link_root`` (a host path, or a path from the detached mount's root).
+    """
 
-    def __init__(self, ino: int, host_root: str, writable: bool) -> None:
+    __slots__ = ("detached", "label", "link_root", "mnt_id", "root_fd", "writable")
+
+    def __init__(
+        self,
+        ino: int,
+        root_fd: int,
+        *,
+        writable: bool,
+        link_root: bytes,
+        detached: bool,
+        label: str,
+    ) -> None:
         super().__init__(ino)
-        self.host_root = os.path.realpath(host_root)
-        self.host_root_b = os.fsencode(self.host_root)
+        self.root_fd = root_fd
         self.writable = writable
-        self.root_fd = os.open(self.host_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.link_root = link_root.rstrip(b"/")
+        self.detached = detached
+        self.label = label  # for messages and the Result: never a host path
+        try:
+            self.mnt_id = hostfs.mount_id(root_fd)
+        except OSError:
+            os.close(root_fd)
+            raise
+
+    @classmethod
+    def host(cls, ino: int, host_dir: str, writable: bool, label: str = "") -> Mount:
+        real = os.path.realpath(host_dir)
+        fd = os.open(real, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return cls(
+            ino, fd, writable=writable, link_root=os.fsencode(real), detached=False, label=label
+        )
+
+    @classmethod
+    def on(cls, ino: int, fs_fd: int, subdir: bytes, writable: bool, label: str) -> Mount:
+        """The directory ``subdir`` (b"" for the root) of the detached mount ``fs_fd``."""
+        fd = os.open(subdir or b".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fs_fd)
+        return cls(
+            ino,
+            fd,
+            writable=writable,
+            link_root=b"/" + subdir.strip(b"/") if subdir else b"",
+            detached=True,
+            label=label,
+        )
+
+    def holds(self, link: bytes) -> bool:
+        root = self.link_root
+        return link.startswith(root + b"/") or link == root
+
+    def rel(self, link: bytes) -> bytes:
+        return link[len(self.link_root) :].lstrip(b"/")
 
     def close(self) -> None:
         if self.root_fd >= 0:

@@ -149,13 +149,30 @@ class Vfs:
         host_path: str | None = None,
         content: bytes | None = None,
         writable: bool = False,
+        owned: bool = False,
     ) -> None:
         self._place(
-            vpath, VFile(self._new_ino(), host_path=host_path, content=content, writable=writable)
+            vpath,
+            VFile(
+                self._new_ino(),
+                host_path=host_path,
+                content=content,
+                writable=writable,
+                owned=owned,
+            ),
         )
 
     def add_mount(self, vpath: bytes, host_dir: str, *, writable: bool) -> Mount:
-        m = Mount(self._new_ino(), host_dir, writable)
+        """Mount the host directory ``host_dir`` at ``vpath``."""
+        return self.attach(
+            vpath,
+            Mount.host(self._new_ino(), host_dir, writable, label=vpath.decode(errors="replace")),
+        )
+
+    def attach(self, vpath: bytes, m: Mount) -> Mount:
+        """Place an already opened mount at ``vpath``."""
+        if m.ino == 0:
+            m.ino = self._new_ino()
         try:
             self._place(vpath, m)
         except ValueError:
@@ -163,6 +180,9 @@ class Vfs:
             raise
         self.mounts.append(m)
         return m
+
+    def new_ino(self) -> int:
+        return self._new_ino()
 
     def apply_plan(self, plan: tuple[PlanStep, ...]) -> None:
         """Apply a ``mirror_plan``; steps for paths already present are skipped
@@ -344,8 +364,9 @@ class Vfs:
         return self._host_open(loc, os.O_PATH | (0 if follow else os.O_NOFOLLOW))
 
     # --- descriptors of the guest ----------------------------------------
-    def locate(self, st: os.stat_result, link: bytes) -> Loc:
-        """Where a guest descriptor points, from its stat and its /proc link."""
+    def locate(self, st: os.stat_result, link: bytes, mnt_id: Callable[[], int]) -> Loc:
+        """Where a descriptor points, from its stat, its /proc link and (asked
+        for only when needed) the id of the mount it lives on."""
         vp = SHARED.vpath_of(st)
         if vp is not None:
             node = self._skeleton_node(vp)
@@ -355,17 +376,33 @@ class Vfs:
         hf = self._host_files.get((st.st_dev, st.st_ino))
         if hf is not None:
             return Loc(hf)
-        m = self._mount_of(link)
+        if not link.startswith(b"/"):
+            raise SyscallError(errno.ENOTDIR, "descriptor is not in the filesystem")
+        m = self._mount_of(link, mnt_id)
         if m is None:
             raise SyscallError(errno.ENOTDIR, "descriptor is not in the filesystem")
-        return Loc(m, link[len(m.host_root_b) :].lstrip(b"/"))
+        return Loc(m, m.rel(link))
 
-    def _mount_of(self, link: bytes) -> Mount | None:
+    def locate_host_fd(self, fd: int) -> Loc:
+        """``locate`` for a descriptor the controller holds (a duplicate)."""
+        return self.locate(os.fstat(fd), hostfs.fd_path(fd), lambda: hostfs.mount_id(fd))
+
+    def _mount_of(self, link: bytes, mnt_id: Callable[[], int]) -> Mount | None:
+        try:
+            mid: int | None = mnt_id()
+        except OSError:
+            mid = None
         best: Mount | None = None
+        detached_ids = {m.mnt_id for m in self.mounts if m.detached}
         for m in self.mounts:
-            root = m.host_root_b
-            if (link == root or link.startswith(root + b"/")) and (
-                best is None or len(root) > len(best.host_root_b)
+            # Detached mounts are matched by id only: their links look like
+            # host paths.  A host directory may contain other host mounts, so
+            # its objects are matched by path alone.
+            same_mount = m.mnt_id == mid or (not m.detached and mid not in detached_ids)
+            if (
+                same_mount
+                and m.holds(link)
+                and (best is None or len(m.link_root) > len(best.link_root))
             ):
                 best = m
         return best
@@ -388,10 +425,13 @@ class Vfs:
             if node.host_path is None:
                 raise SyscallError(errno.EIO, "internal: file without source")
             st = os.stat(node.host_path)
-            return self.devs.translate(st, ("host", st.st_dev), ROOT_UID, ROOT_UID)
+            uid = GUEST_UID if node.owned else ROOT_UID
+            return self.devs.translate(st, ("host", st.st_dev), uid, uid)
         raise SyscallError(errno.EIO, "internal: unknown node")
 
-    def stat_object(self, st: os.stat_result, link: Callable[[], bytes]) -> VStat:
+    def stat_object(
+        self, st: os.stat_result, link: Callable[[], bytes], mnt_id: Callable[[], int]
+    ) -> VStat:
         """The guest's view of the object behind one of its descriptors.
 
         ``link`` gives the descriptor's /proc link; it is only asked for the
@@ -401,7 +441,7 @@ class Vfs:
         key = (st.st_dev, st.st_ino, st.st_ctime_ns)
         known = self._owners.get(key)
         if known is None:
-            known = self._attribute(st, link())
+            known = self._attribute(st, link(), mnt_id)
             if len(self._owners) >= 4096:
                 self._owners.clear()
             self._owners[key] = known
@@ -410,15 +450,18 @@ class Vfs:
         dev_key, uid, gid = known
         return self.devs.translate(st, dev_key, uid, gid)
 
-    def _attribute(self, st: os.stat_result, link: bytes) -> Node | tuple[object, int, int]:
+    def _attribute(
+        self, st: os.stat_result, link: bytes, mnt_id: Callable[[], int]
+    ) -> Node | tuple[object, int, int]:
         try:
-            loc = self.locate(st, link)
+            loc = self.locate(st, link, mnt_id)
         except SyscallError:
             # Pipes, sockets, devices: kernel objects with no place in the tree.
             return ("kernel", st.st_dev), GUEST_UID, GUEST_GID
         if not loc.hosted:
             if isinstance(loc.node, VFile) and loc.node.host_path is not None:
-                return ("host", st.st_dev), ROOT_UID, ROOT_UID
+                uid = GUEST_UID if loc.node.owned else ROOT_UID
+                return ("host", st.st_dev), uid, uid
             return loc.node
         uid, gid = self._owner(loc)
         return (id(loc.node), st.st_dev), uid, gid
@@ -491,6 +534,8 @@ class Vfs:
                 return os.open(SHARED.content(vp, node.content), os.O_RDONLY | keep | os.O_CLOEXEC)
             if node.host_path is None:
                 raise SyscallError(errno.EIO, "internal: file without source")
+            if node.writable:
+                keep |= flags & (os.O_TRUNC | os.O_APPEND)
             fd = os.open(node.host_path, (flags & _O_ACCMODE) | keep | os.O_CLOEXEC | os.O_NOCTTY)
             st = os.fstat(fd)
             self._host_files[(st.st_dev, st.st_ino)] = node
@@ -596,7 +641,7 @@ class Vfs:
                 self.chdir_to(e.loc)
                 return
             try:
-                self.cwd = self.locate(os.fstat(fd), hostfs.fd_path(fd))
+                self.cwd = self.locate_host_fd(fd)
             finally:
                 os.close(fd)
             return
@@ -691,7 +736,7 @@ class Vfs:
         st = os.fstat(host_fd)
         if not S.S_ISDIR(st.st_mode):
             raise SyscallError(errno.ENOTDIR, "not a directory")
-        loc = self.locate(st, hostfs.fd_path(host_fd))
+        loc = self.locate_host_fd(host_fd)
         pos = os.lseek(host_fd, 0, os.SEEK_CUR)
         records = self._records(loc, host_fd, st, fresh=pos == 0)
         out = bytearray()
@@ -846,7 +891,7 @@ class Vfs:
             os.close(fd)
 
     def _check_writable_fd(self, host_fd: int) -> None:
-        loc = self.locate(os.fstat(host_fd), hostfs.fd_path(host_fd))
+        loc = self.locate_host_fd(host_fd)
         if not (isinstance(loc.node, Mount) and loc.node.writable):
             raise SyscallError(errno.EROFS, "read-only")
 

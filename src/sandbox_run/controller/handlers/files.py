@@ -45,10 +45,10 @@ def _start(call: Call, dirfd_index: int | None, path: bytes) -> Loc:
 
 
 def _fd_loc(call: Call, guest_fd: int, *, need_dir: bool) -> Loc:
-    st, link = call.inspect(guest_fd)
+    st, loc = call.locate(guest_fd)
     if need_dir and not stat_.S_ISDIR(st.st_mode):
         raise SyscallError(errno.ENOTDIR, "not a directory")
-    return call.guest.vfs.locate(st, link)
+    return loc
 
 
 # --- open ---------------------------------------------------------------
@@ -489,7 +489,7 @@ def statfs(call: Call) -> int:
 @handles("fstatfs", argc=2)
 def fstatfs(call: Call) -> int:
     try:
-        loc = call.guest.vfs.locate(*call.inspect(call.fd_arg(0)))
+        loc = call.locate(call.fd_arg(0))[1]
     except SyscallError as e:
         if e.errno == errno.EBADF:
             raise
