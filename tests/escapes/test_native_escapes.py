@@ -110,6 +110,9 @@ def test_reading_host_files_fails(compile_c: Callable[..., str], host_canary: pa
         int d = open("/sandbox", O_RDONLY | O_DIRECTORY);
         TRY("dirfd_escape", openat(d, "../../../../{canary}", O_RDONLY));
         TRY("symlink_make", symlink("{canary}", "/tmp/l"));
+        TRY("symlink_follow", open("/tmp/l", O_RDONLY));
+        TRY("symlink_rel_make", symlink("../../../../../../{canary}", "/tmp/r"));
+        TRY("symlink_rel_follow", open("/tmp/r", O_RDONLY));
         TRY("link_make", link("{canary}", "/tmp/h"));
         struct {{ unsigned long long flags, mode, resolve; }} how = {{O_RDONLY, 0, 0}};
         TRY("openat2", syscall(SYS_openat2, AT_FDCWD, "{canary}", &how, sizeof how));
@@ -135,8 +138,11 @@ def test_reading_host_files_fails(compile_c: Callable[..., str], host_canary: pa
         "proc_mem": "ENOENT",
         "proc_pid_mem": "ENOENT",
         "dirfd_escape": "ENOENT",
-        "symlink_make": "EPERM",
-        "link_make": "EPERM",
+        "symlink_make": "ok",
+        "symlink_follow": "ENOENT",
+        "symlink_rel_make": "ok",
+        "symlink_rel_follow": "ENOENT",
+        "link_make": "ENOENT",
         "openat2": "ENOENT",
         "openat2_resolve": "EINVAL",
         "handle": "EPERM",

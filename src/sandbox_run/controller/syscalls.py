@@ -245,6 +245,8 @@ _HANDLE = {
     "mkdir mkdirat rmdir unlink unlinkat rename renameat renameat2 "
     "truncate": "performed by the controller on writable mounts",
     "chmod fchmod fchmodat fchmodat2": "permission bits change on writable mounts only",
+    "symlink symlinkat link linkat": "created by the controller on writable mounts; links stay "
+    "within one mount, and symlinks are only ever followed inside the sandbox",
     "utime utimes futimesat utimensat": "timestamps change on writable mounts only",
     "statfs fstatfs": "answered with virtual filesystem figures",
     "umask": "the file-creation mask is virtual",
@@ -288,11 +290,7 @@ _refuse(
     E.EACCES,
     "network access is not granted by the policy",
 )
-_refuse(
-    "link linkat symlink symlinkat mknod mknodat",
-    E.EPERM,
-    "creating links and special files is not supported yet",
-)
+_refuse("mknod mknodat", E.EPERM, "special files (devices, FIFOs, sockets) cannot be created")
 _refuse("chown fchown lchown fchownat", E.EPERM, "file ownership is virtual and cannot change")
 _refuse(
     "setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr listxattr llistxattr "

@@ -168,3 +168,22 @@ def path_mount_id(path: bytes) -> int:
     if not mask & _STATX_MNT_ID:
         raise OSError(errno.ENOSYS, "statx gave no mount id")
     return int(struct.unpack_from("<Q", buf, _STATX_MNT_ID_OFFSET)[0])
+
+
+_NR_RENAMEAT2 = 316
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def renameat2(olddir: int, old: bytes, newdir: int, new: bytes, flags: int) -> None:
+    r = _syscall(
+        ctypes.c_long(_NR_RENAMEAT2),
+        ctypes.c_long(olddir),
+        ctypes.c_char_p(old),
+        ctypes.c_long(newdir),
+        ctypes.c_char_p(new),
+        ctypes.c_long(flags),
+    )
+    if r < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))

@@ -771,35 +771,59 @@ class Vfs:
         os.lseek(host_fd, pos, os.SEEK_SET)
 
     # --- changes (writable mounts only) ---------------------------------------
-    def _parent_and_name(self, start: Loc, path: bytes) -> tuple[Mount, int, bytes]:
-        """An O_PATH descriptor of the parent directory inside a writable mount,
-        and the final name.  Raises EROFS outside writable mounts."""
+    # What Linux answers when the last component is "." or "..", per operation.
+    _DOT_ERRNO = {
+        "mkdir": (errno.EEXIST, errno.EEXIST),
+        "rmdir": (errno.EINVAL, errno.ENOTEMPTY),
+        "unlink": (errno.EISDIR, errno.EISDIR),
+        "rename": (errno.EBUSY, errno.EBUSY),
+        "symlink": (errno.EEXIST, errno.EEXIST),
+        "link": (errno.EEXIST, errno.EEXIST),
+    }
+
+    def _split(self, path: bytes, op: str) -> tuple[bytes, bytes]:
+        """(parent, name) of a path whose last entry is to be changed."""
         paths.check(path)
-        stripped = path.rstrip(b"/") or b"/"
+        stripped = path.rstrip(b"/")
+        if not stripped:
+            raise SyscallError(
+                errno.EEXIST if op in ("mkdir", "symlink", "link") else errno.EBUSY,
+                "the root directory",
+            )
         parent, _, name = stripped.rpartition(b"/")
         if not parent and stripped.startswith(b"/"):
             parent = b"/"
-        if not paths.is_single_name(name):
-            raise SyscallError(
-                errno.EINVAL if name == b"." else errno.EBUSY, "cannot change this entry"
-            )
-        loc = self.resolve(start, parent or b".", follow=True)
+        if name in (b".", b".."):
+            dot, dotdot = self._DOT_ERRNO[op]
+            raise SyscallError(dot if name == b"." else dotdot, "cannot change '.' or '..'")
+        return parent or b".", name
+
+    def _parent_fd(self, start: Loc, parent: bytes) -> tuple[Loc, int]:
+        """The parent directory as (location, O_PATH descriptor); fd is -1 if it
+        is not below a mount."""
+        loc = self.resolve(start, parent, follow=True)
         try:
-            loc, fd = self._host_open(loc, os.O_PATH | os.O_DIRECTORY)
+            return self._host_open(loc, os.O_PATH | os.O_DIRECTORY)
         except _Elsewhere as e:
-            loc = e.loc
-            fd = -1
-        if not isinstance(loc.node, Mount):
-            if isinstance(loc.node, VDir):
+            return e.loc, -1
+
+    def _writable_parent(self, start: Loc, path: bytes, op: str) -> tuple[Mount, int, bytes]:
+        """An O_PATH descriptor of the parent directory inside a writable mount,
+        and the final name.  Raises EROFS outside writable mounts."""
+        parent, name = self._split(path, op)
+        loc, fd = self._parent_fd(start, parent)
+        m = loc.node
+        if not isinstance(m, Mount):
+            if isinstance(m, VDir):
                 raise SyscallError(errno.EROFS, "read-only directory")
             raise SyscallError(errno.ENOTDIR, "not a directory")
-        if not loc.node.writable:
+        if not m.writable:
             os.close(fd)
             raise SyscallError(errno.EROFS, "read-only mount")
-        return loc.node, fd, name
+        return m, fd, name
 
     def _change(self, start: Loc, path: bytes, op: str, mode: int = 0) -> None:
-        _m, dfd, name = self._parent_and_name(start, path)
+        _m, dfd, name = self._writable_parent(start, path, op)
         try:
             if op == "mkdir":
                 os.mkdir(name, mode & 0o777 & ~self.umask, dir_fd=dfd)
@@ -828,21 +852,83 @@ class Vfs:
     def rmdir(self, start: Loc, path: bytes) -> None:
         self._change(start, path, "rmdir")
 
+    def symlink(self, target: bytes, start: Loc, path: bytes) -> None:
+        """Create a symlink; its target is only ever followed inside the sandbox."""
+        if not target:
+            raise SyscallError(errno.ENOENT, "empty symlink target")
+        if len(target) >= paths.PATH_MAX:
+            raise SyscallError(errno.ENAMETOOLONG, "symlink target too long")
+        _m, dfd, name = self._writable_parent(start, path, "symlink")
+        try:
+            os.symlink(target, name, dir_fd=dfd)
+        except OSError as e:
+            raise _oserror(e, "symlink failed") from None
+        finally:
+            os.close(dfd)
+
+    def link(self, old_start: Loc, old: bytes, new_start: Loc, new: bytes, follow: bool) -> None:
+        """A hard link within one writable mount.
+
+        With ``follow`` the source's final symlink is resolved here, in the
+        virtual namespace, and the kernel links what it points to: the
+        kernel itself never follows a symlink for us.
+        """
+        paths.check(old)
+        src = self.resolve(old_start, old, follow)
+        if src.hosted:
+            src = self._canonical(src, follow)
+        if not isinstance(src.node, Mount):
+            # A system file, a synthetic node: another filesystem.
+            self._split(new, "link")
+            raise SyscallError(errno.EXDEV, "link across filesystems")
+        if not src.rel:
+            raise SyscallError(errno.EPERM, "cannot link a mount point")
+        sparent, _, sname = src.rel.rstrip(b"/").rpartition(b"/")
+        m2, d2, n2 = self._writable_parent(new_start, new, "link")
+        try:
+            if m2 is not src.node:
+                raise SyscallError(errno.EXDEV, "link across mounts")
+            try:
+                d1 = hostfs.openat2(src.node.root_fd, sparent or b".", os.O_PATH | os.O_DIRECTORY)
+            except OSError as e:
+                raise _oserror(e, "link failed") from None
+            try:
+                st = os.stat(sname, dir_fd=d1, follow_symlinks=False)
+                if S.S_ISDIR(st.st_mode):
+                    raise SyscallError(errno.EPERM, "cannot hard-link a directory")
+                os.link(sname, n2, src_dir_fd=d1, dst_dir_fd=d2, follow_symlinks=False)
+            except OSError as e:
+                raise _oserror(e, "link failed") from None
+            finally:
+                os.close(d1)
+        finally:
+            os.close(d2)
+
     def rename(
         self, old_start: Loc, old: bytes, new_start: Loc, new: bytes, flags: int = 0
     ) -> None:
-        m1, d1, n1 = self._parent_and_name(old_start, old)
+        if flags & ~(hostfs.RENAME_NOREPLACE | hostfs.RENAME_EXCHANGE) or (
+            flags == hostfs.RENAME_NOREPLACE | hostfs.RENAME_EXCHANGE
+        ):
+            raise SyscallError(errno.EINVAL, "unsupported rename flags")
+        m1, d1, n1 = self._writable_parent(old_start, old, "rename")
         try:
-            m2, d2, n2 = self._parent_and_name(new_start, new)
+            m2, d2, n2 = self._writable_parent(new_start, new, "rename")
         except BaseException:
             os.close(d1)
             raise
         try:
             if m1 is not m2:
                 raise SyscallError(errno.EXDEV, "rename across mounts")
+            if old.endswith(b"/") or new.endswith(b"/"):
+                # A trailing slash demands a directory (the source's type decides).
+                st = os.stat(n1, dir_fd=d1, follow_symlinks=False)
+                if not S.S_ISDIR(st.st_mode):
+                    raise SyscallError(errno.ENOTDIR, "not a directory")
             if flags:
-                raise SyscallError(errno.EINVAL, "rename flags are not supported")
-            os.rename(n1, n2, src_dir_fd=d1, dst_dir_fd=d2)
+                hostfs.renameat2(d1, n1, d2, n2, flags)
+            else:
+                os.rename(n1, n2, src_dir_fd=d1, dst_dir_fd=d2)
         except OSError as e:
             raise _oserror(e, "rename failed") from None
         finally:

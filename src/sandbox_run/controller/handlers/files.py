@@ -308,6 +308,50 @@ def renameat2(call: Call) -> int:
     return _rename(call, 0, 1, 2, 3, _flags(call, 4))
 
 
+def _symlink(call: Call, target_index: int, dirfd_index: int | None, path_index: int) -> int:
+    target = call.path(target_index)
+    path = call.path(path_index)
+    start = _start(call, dirfd_index, path)
+    call.check_id()
+    call.guest.vfs.symlink(target, start, path)
+    return 0
+
+
+@handles("symlink", argc=2)
+def symlink(call: Call) -> int:
+    return _symlink(call, 0, None, 1)
+
+
+@handles("symlinkat", argc=3)
+def symlinkat(call: Call) -> int:
+    return _symlink(call, 0, 1, 2)
+
+
+def _link(call: Call, od: int | None, op: int, nd: int | None, np: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "unknown flags")
+    old = call.path(op)
+    new = call.path(np)
+    if not old and flags & AT_EMPTY_PATH:
+        # Linking a descriptor needs CAP_DAC_READ_SEARCH, which the guest lacks.
+        raise SyscallError(errno.ENOENT, "linking a descriptor is not allowed")
+    o_start = _start(call, od, old)
+    n_start = _start(call, nd, new)
+    call.check_id()
+    call.guest.vfs.link(o_start, old, n_start, new, follow=bool(flags & AT_SYMLINK_FOLLOW))
+    return 0
+
+
+@handles("link", argc=2)
+def link(call: Call) -> int:
+    return _link(call, None, 0, None, 1, 0)
+
+
+@handles("linkat", argc=5)
+def linkat(call: Call) -> int:
+    return _link(call, 0, 1, 2, 3, _flags(call, 4))
+
+
 @handles("truncate", argc=2)
 def truncate(call: Call) -> int:
     length = call.args[1]
