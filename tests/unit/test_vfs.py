@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sandbox_run.errors import SyscallError
 from sandbox_run.vfs import hostfs, paths
 from sandbox_run.vfs.nodes import SHARED
-from sandbox_run.vfs.tree import Loc, Mount, VDir, Vfs
+from sandbox_run.vfs.tree import OUTSIDE, Loc, Mount, VDir, Vfs
 
 
 @pytest.fixture
@@ -91,6 +91,16 @@ def test_relative_escapes_climb_into_the_skeleton_not_the_host(
     assert read_open(vfs, b"../usr/bin/tool") == b"TOOL"
 
 
+def test_absolute_symlinks_into_the_mounted_directory_are_translated(
+    world: tuple[Vfs, pathlib.Path],
+) -> None:
+    vfs, tmp = world
+    os.symlink(str(tmp / "data" / "dir" / "f"), tmp / "data" / "abs_inside")
+    assert vfs.readlink(vfs.cwd, b"abs_inside") == b"/data/dir/f"
+    assert read_open(vfs, b"abs_inside") == b"nested"
+    assert vfs.readlink(vfs.cwd, b"abs_outside") == OUTSIDE
+
+
 def test_magic_links_and_loops(world: tuple[Vfs, pathlib.Path]) -> None:
     vfs, _ = world
     assert err(read_open, vfs, b"magic") == errno.ENOENT  # /proc/self/root is not in the VFS
@@ -101,7 +111,8 @@ def test_no_follow_and_trailing_slash(world: tuple[Vfs, pathlib.Path]) -> None:
     vfs, _ = world
     assert err(read_open, vfs, b"rel_inside", os.O_RDONLY | os.O_NOFOLLOW) == errno.ELOOP
     assert err(read_open, vfs, b"file.txt/") == errno.ENOTDIR
-    assert vfs.readlink(vfs.cwd, b"abs_host") == b"/etc/passwd"
+    assert vfs.readlink(vfs.cwd, b"abs_host") == OUTSIDE  # a host path is never shown
+    assert vfs.readlink(vfs.cwd, b"abs_virtual") == b"/usr/bin/tool"
     assert err(vfs.readlink, vfs.cwd, b"file.txt") == errno.EINVAL
 
 

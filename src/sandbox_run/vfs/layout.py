@@ -167,7 +167,7 @@ def _add_user_mount(vfs: Vfs, m: MountSpec) -> areas.Area | None:
                 vfs.add_file(vpath, host_path=areas.file_copy_path(area), writable=True, owned=True)
             else:
                 fs = area.overlay_fd if area.overlay_fd >= 0 else area.fs_fd
-                vfs.attach(vpath, Mount.on(0, fs, b"", True, m.guest))
+                vfs.attach(vpath, Mount.on(0, fs, b"", True, m.guest, host_root=area.host))
         except BaseException:
             area.close()
             raise

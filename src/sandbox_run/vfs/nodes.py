@@ -88,7 +88,7 @@ class Mount(Node):
     with ``link_root`` (a host path, or a path from the detached mount's root).
     """
 
-    __slots__ = ("detached", "label", "link_root", "mnt_id", "root_fd", "writable")
+    __slots__ = ("detached", "host_root", "label", "link_root", "mnt_id", "root_fd", "writable")
 
     def __init__(
         self,
@@ -106,6 +106,9 @@ class Mount(Node):
         self.link_root = link_root.rstrip(b"/")
         self.detached = detached
         self.label = label  # for messages and the Result: never a host path
+        #: the host directory behind the mount (b"" for a tmpfs): absolute
+        #: symlinks that point into it are shown as pointing into the mount
+        self.host_root = link_root if not detached else b""
         try:
             self.mnt_id = hostfs.mount_id(root_fd)
         except OSError:
@@ -121,10 +124,19 @@ class Mount(Node):
         )
 
     @classmethod
-    def on(cls, ino: int, fs_fd: int, subdir: bytes, writable: bool, label: str) -> Mount:
-        """The directory ``subdir`` (b"" for the root) of the detached mount ``fs_fd``."""
+    def on(
+        cls,
+        ino: int,
+        fs_fd: int,
+        subdir: bytes,
+        writable: bool,
+        label: str,
+        host_root: str = "",
+    ) -> Mount:
+        """The directory ``subdir`` (b"" for the root) of the detached mount
+        ``fs_fd``; ``host_root`` is the host directory an overlay shows."""
         fd = os.open(subdir or b".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fs_fd)
-        return cls(
+        m = cls(
             ino,
             fd,
             writable=writable,
@@ -132,6 +144,8 @@ class Mount(Node):
             detached=True,
             label=label,
         )
+        m.host_root = os.fsencode(host_root)
+        return m
 
     def holds(self, link: bytes) -> bool:
         root = self.link_root

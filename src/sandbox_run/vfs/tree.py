@@ -41,6 +41,9 @@ from .stat import (
 __all__ = ["Loc", "Mount", "VDir", "VFile", "VLink", "Vfs"]
 
 MAX_SYMLINKS = 40
+#: What an absolute symlink pointing outside every mount reads as: a path that
+#: exists nowhere in the sandbox, instead of a host path.
+OUTSIDE = b"/.outside-the-sandbox"
 
 _O_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 _O_TMPFILE = 0o20000000 | os.O_DIRECTORY
@@ -314,7 +317,7 @@ class Vfs:
                     raise _oserror(e, "lookup failed") from None
                 st = os.fstat(fd)
                 if S.S_ISLNK(st.st_mode) and (not last or follow or trailing):
-                    target = os.readlink(b"", dir_fd=fd)
+                    target = self.guest_target(os.readlink(b"", dir_fd=fd))
                     os.close(fd)
                     links += 1
                     if links > MAX_SYMLINKS:
@@ -629,9 +632,37 @@ class Vfs:
         try:
             if not S.S_ISLNK(os.fstat(fd).st_mode):
                 raise SyscallError(errno.EINVAL, "not a symlink")
-            return os.readlink(b"", dir_fd=fd)
+            return self.guest_target(os.readlink(b"", dir_fd=fd))
         finally:
             os.close(fd)
+
+    def guest_target(self, target: bytes) -> bytes:
+        """A symlink target found in a mount, as the guest may see it.
+
+        An absolute target inside a mounted host directory becomes the path of
+        the same place in the sandbox.  Any other absolute target is kept only
+        if it could be a sandbox path (its first component exists in the
+        sandbox's root, as with the links the guest makes itself); a host path
+        becomes ``OUTSIDE``.
+        """
+        if not target.startswith(b"/"):
+            return target
+        best: Mount | None = None
+        for m in self.mounts:
+            hr = m.host_root
+            if (
+                hr
+                and (target == hr or target.startswith(hr + b"/"))
+                and (best is None or len(hr) > len(best.host_root))
+            ):
+                best = m
+        if best is not None:
+            rest = target[len(best.host_root) :]
+            return self.vpath(Loc(best)) + rest if rest else self.vpath(Loc(best))
+        first = paths.split(target)[:1]
+        if not first or first[0] in self.root.children:
+            return target
+        return OUTSIDE
 
     def chdir_to(self, loc: Loc) -> None:
         if loc.hosted:
