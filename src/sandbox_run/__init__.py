@@ -31,7 +31,10 @@ _EXPORTS = {
     "SandboxError": "errors",
     "Mount": "policy.schema",
     "Policy": "policy.schema",
+    "Quota": "policy.schema",
+    "AreaReport": "result",
     "Denial": "result",
+    "FileChange": "result",
     "Outcome": "result",
     "Result": "result",
 }
@@ -50,7 +53,10 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers (re-exported)
     from .errors import SandboxError as SandboxError
     from .policy.schema import Mount as Mount
     from .policy.schema import Policy as Policy
+    from .policy.schema import Quota as Quota
+    from .result import AreaReport as AreaReport
     from .result import Denial as Denial
+    from .result import FileChange as FileChange
     from .result import Outcome as Outcome
     from .result import Result as Result
 

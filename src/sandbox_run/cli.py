@@ -52,10 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512MiB (default 512MiB)")
     p.add_argument(
         "--mount",
-        metavar="HOST:GUEST[:ro|rw]",
+        metavar="HOST:GUEST[:ro|rw|overlay]",
         action="append",
         default=[],
-        help="make a host directory visible to the guest (repeatable; ro by default)",
+        help="make a host directory or file visible to the guest (repeatable): ro (default) "
+        "read-only; rw: changes are applied to the host when the sandbox ends; overlay: "
+        "changes stay in the sandbox",
+    )
+    p.add_argument(
+        "--tmpfs",
+        metavar="GUEST[:SIZE]",
+        action="append",
+        default=[],
+        help="a private in-memory directory (repeatable; default size 256MiB)",
     )
     p.add_argument(
         "--stdin",
@@ -87,9 +96,10 @@ def _policy(ns: argparse.Namespace) -> object:
         changes["timeout"] = parse_duration(ns.timeout, "--timeout")
     if ns.memory is not None:
         changes["memory"] = parse_size(ns.memory, "--memory")
-    if ns.mount:
+    if ns.mount or ns.tmpfs:
         mounts = [Mount.parse(spec) for spec in ns.mount]
         mounts = [Mount(os.path.abspath(m.host), m.guest, m.mode) for m in mounts]
+        mounts += [Mount.parse_tmpfs(spec) for spec in ns.tmpfs]
         changes["mounts"] = (*policy.mounts, *mounts)
     return policy.replace(**changes) if changes else policy
 

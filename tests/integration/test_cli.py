@@ -66,7 +66,10 @@ def test_killed_by_a_signal_status() -> None:
         (["--timeout", "10", "-c", "pass"], b"--timeout: give a unit, e.g. '10s'"),
         (["--memory", "lots", "-c", "pass"], b"--memory: cannot read size 'lots'"),
         (["--memory", "1MiB", "-c", "pass"], b"memory: at least 96MiB is needed"),
-        (["--mount", "/nonexistent-dir:/data", "-c", "pass"], b"host path /nonexistent-dir does not exist"),
+        (
+            ["--mount", "/nonexistent-dir:/data", "-c", "pass"],
+            b"host path /nonexistent-dir does not exist",
+        ),
         (["--mount", "/tmp:/usr", "-c", "pass"], b"/usr is provided by the sandbox"),
         (["--mount", "nocolon", "-c", "pass"], b"expected HOST:GUEST[:ro|rw|overlay]"),
         (["--policy", "/nonexistent.toml", "-c", "pass"], b"does not exist"),

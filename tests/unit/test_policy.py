@@ -65,7 +65,10 @@ def test_toml_file(tmp_path: pathlib.Path) -> None:
         ("[[mount]]\nguest='/a'\n", "'host' (a path) is required"),
         ("[[mount]]\nhost='a'\nguest='rel'\n", "guest path must be absolute"),
         ("[[mount]]\nhost='a'\nguest='/usr/lib'\n", "/usr is provided by the sandbox"),
-        ("[[mount]]\nhost='a'\nguest='/x'\nmode='rwx'\n", "mode must be one of ro, rw, overlay, tmpfs"),
+        (
+            "[[mount]]\nhost='a'\nguest='/x'\nmode='rwx'\n",
+            "mode must be one of ro, rw, overlay, tmpfs",
+        ),
         ("[limits]\nmemory = '10MiB'\n", "at least 96MiB"),
         ("[limits]\ntimeout = 5\n", "give a unit"),
         ("not toml [", "policy file"),

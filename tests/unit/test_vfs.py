@@ -189,7 +189,9 @@ def test_listing_a_synthetic_and_a_mounted_directory(world: tuple[Vfs, pathlib.P
         os.close(d)
     got = first + rest
     assert got[:2] == [b".", b".."]
-    assert sorted(got[2:]) == sorted(os.fsencode(n) for n in os.listdir(f"/proc/self/fd/{vfs.mounts[0].root_fd}"))
+    assert sorted(got[2:]) == sorted(
+        os.fsencode(n) for n in os.listdir(f"/proc/self/fd/{vfs.mounts[0].root_fd}")
+    )
 
 
 def _getdents(vfs: Vfs, fd: int, count: int) -> bytes:

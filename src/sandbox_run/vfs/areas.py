@@ -33,9 +33,9 @@ from . import hostfs
 _UPPER = b"upper"
 _WORK = b"work"
 _FILE = b"file"
-#: Whiteouts, overlay metadata and the work directory use a few inodes of
-#: their own; the quota's file count is for the guest.
-_INODE_SLACK = 16
+#: Inodes the controller may use while setting an area up (directories,
+#: overlay metadata, scripts); the exact count is taken afterwards.
+_SETUP_INODES = 64
 #: Diffs are made of text files up to this size; larger ones are listed only.
 DIFF_LIMIT = 1 << 20
 
@@ -55,6 +55,8 @@ class Area:
     overlay_fd: int = -1  # the overlay mount, for directory areas
     lower_fd: int = -1  # O_PATH of the host directory or file
     guest_mnt_id: int = -1  # the mount the guest's files of this area live on
+    guest_dev: int = -1  # the device the guest's own objects report (see probe_guest_dev)
+    base_inodes: int = 0  # inodes the controller used (set by ``seal``)
     changes: list[FileChange] = field(default_factory=list)
     diff: str | None = None
     committed: bool = False
@@ -66,13 +68,22 @@ class Area:
         return f"/proc/self/fd/{self.fs_fd}/{_UPPER.decode()}"
 
     def usage(self) -> tuple[int, int]:
-        """(bytes, inodes) in use, as the kernel counts them against the quota."""
-        if self.fs_fd < 0:
+        """(bytes, files) in use, as the kernel counts them against the quota
+        (files: those the guest made, not the controller's own)."""
+        if self.fs_fd < 0 or self.fallback_dir:
             return 0, 0
         sv = os.fstatvfs(self.fs_fd)
         used_bytes = (sv.f_blocks - sv.f_bfree) * sv.f_frsize
-        used_files = max(0, sv.f_files - sv.f_ffree - _base_inodes(self))
+        used_files = max(0, sv.f_files - sv.f_ffree - self.base_inodes)
         return used_bytes, used_files
+
+    def seal(self) -> None:
+        """Set the inode limit to exactly the quota plus what set-up used."""
+        if self.fs_fd < 0 or self.fallback_dir:
+            return
+        sv = os.fstatvfs(self.fs_fd)
+        self.base_inodes = sv.f_files - sv.f_ffree
+        hostfs.set_tmpfs_inodes(self.fs_fd, self.quota.max_files + self.base_inodes)
 
     def close(self) -> None:
         for name in ("overlay_fd", "lower_fd", "fs_fd"):
@@ -85,13 +96,9 @@ class Area:
             self.fallback_dir = ""
 
 
-def _base_inodes(area: Area) -> int:
-    # root of the tmpfs, plus the layer directories the controller made
-    return {"private": 3, "tmpfs": 1}.get(area.mode, 3 if not area.is_file else 2)
-
-
-def _tmpfs(quota: Quota, extra_inodes: int = 0) -> int:
-    return hostfs.detached_tmpfs(quota.max_bytes, quota.max_files + _INODE_SLACK + extra_inodes)
+def _tmpfs(quota: Quota) -> int:
+    # Generous until set-up is done; ``Area.seal`` then sets the exact limit.
+    return hostfs.detached_tmpfs(quota.max_bytes, quota.max_files + _SETUP_INODES)
 
 
 def private_area(quota: Quota, fallback_parent: str) -> Area:
@@ -105,7 +112,9 @@ def private_area(quota: Quota, fallback_parent: str) -> Area:
         fd = _tmpfs(quota)
         for sub in ("sandbox", "tmp"):
             os.mkdir(sub, 0o700, dir_fd=fd)
-        return Area("/sandbox, /tmp", "private", quota, fd)
+        area = Area("/sandbox, /tmp", "private", quota, fd)
+        area.guest_dev = os.fstat(fd).st_dev
+        return area  # sealed by the caller once the scripts are in
     import tempfile
 
     d = tempfile.mkdtemp(prefix="sandbox-run-", dir=fallback_parent or None)
@@ -125,7 +134,24 @@ def _need_mounts(spec: MountSpec) -> None:
 
 def tmpfs_area(spec: MountSpec) -> Area:
     _need_mounts(spec)
-    return Area(spec.guest, "tmpfs", spec.quota, _tmpfs(spec.quota))
+    area = Area(spec.guest, "tmpfs", spec.quota, _tmpfs(spec.quota))
+    area.guest_dev = os.fstat(area.fs_fd).st_dev
+    area.seal()
+    return area
+
+
+def _probe_guest_dev(overlay_fd: int) -> int:
+    """The device overlayfs reports for objects on its upper layer (what the
+    guest makes); host objects report another.  Learnt with a probe file."""
+    name = ".sandbox-run-probe"
+    fd = os.open(
+        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=overlay_fd
+    )
+    try:
+        return os.fstat(fd).st_dev
+    finally:
+        os.close(fd)
+        os.unlink(name, dir_fd=overlay_fd)
 
 
 def host_area(spec: MountSpec) -> Area:
@@ -174,6 +200,8 @@ def host_area(spec: MountSpec) -> Area:
                 os.close(up)
                 os.close(wk)
         area.guest_mnt_id = hostfs.mount_id(area.overlay_fd if not is_file else fs)
+        area.guest_dev = _probe_guest_dev(area.overlay_fd) if not is_file else os.fstat(fs).st_dev
+        area.seal()
     except BaseException:
         area.close()
         raise

@@ -187,3 +187,19 @@ def renameat2(olddir: int, old: bytes, newdir: int, new: bytes, flags: int) -> N
     if r < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+_NR_FSPICK = 433
+_FSPICK_CLOEXEC = 1
+_FSPICK_EMPTY_PATH = 8
+_FSCONFIG_CMD_RECONFIGURE = 7
+
+
+def set_tmpfs_inodes(mount_fd: int, nr_inodes: int) -> None:
+    """Change the inode limit of a tmpfs the controller mounted."""
+    fs = _sc(_NR_FSPICK, mount_fd, b"", _FSPICK_CLOEXEC | _FSPICK_EMPTY_PATH)
+    try:
+        _sc(_NR_FSCONFIG, fs, _FSCONFIG_SET_STRING, b"nr_inodes", str(nr_inodes).encode(), 0)
+        _sc(_NR_FSCONFIG, fs, _FSCONFIG_CMD_RECONFIGURE, None, None, 0)
+    finally:
+        os.close(fs)

@@ -123,7 +123,9 @@ def build(
                     vpath, os.path.join(private.fallback_dir, sub.decode()), writable=True
                 )
             else:
-                vfs.attach(vpath, Mount.on(0, private.fs_fd, sub, True, vpath.decode()))
+                mount = vfs.attach(vpath, Mount.on(0, private.fs_fd, sub, True, vpath.decode()))
+                mount.guest_dev = private.guest_dev
+        private.seal()
         for m in policy.mounts:
             area = _add_user_mount(vfs, m)
             if area is not None:
@@ -167,7 +169,8 @@ def _add_user_mount(vfs: Vfs, m: MountSpec) -> areas.Area | None:
                 vfs.add_file(vpath, host_path=areas.file_copy_path(area), writable=True, owned=True)
             else:
                 fs = area.overlay_fd if area.overlay_fd >= 0 else area.fs_fd
-                vfs.attach(vpath, Mount.on(0, fs, b"", True, m.guest, host_root=area.host))
+                mount = vfs.attach(vpath, Mount.on(0, fs, b"", True, m.guest, host_root=area.host))
+                mount.guest_dev = area.guest_dev
         except BaseException:
             area.close()
             raise

@@ -88,7 +88,16 @@ class Mount(Node):
     with ``link_root`` (a host path, or a path from the detached mount's root).
     """
 
-    __slots__ = ("detached", "host_root", "label", "link_root", "mnt_id", "root_fd", "writable")
+    __slots__ = (
+        "detached",
+        "guest_dev",
+        "host_root",
+        "label",
+        "link_root",
+        "mnt_id",
+        "root_fd",
+        "writable",
+    )
 
     def __init__(
         self,
@@ -109,6 +118,9 @@ class Mount(Node):
         #: the host directory behind the mount (b"" for a tmpfs): absolute
         #: symlinks that point into it are shown as pointing into the mount
         self.host_root = link_root if not detached else b""
+        #: the device of objects the guest made here (a tmpfs, an overlay's
+        #: upper layer); None where everything comes from the host
+        self.guest_dev: int | None = None
         try:
             self.mnt_id = hostfs.mount_id(root_fd)
         except OSError:

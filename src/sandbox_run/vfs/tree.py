@@ -317,7 +317,7 @@ class Vfs:
                     raise _oserror(e, "lookup failed") from None
                 st = os.fstat(fd)
                 if S.S_ISLNK(st.st_mode) and (not last or follow or trailing):
-                    target = self.guest_target(os.readlink(b"", dir_fd=fd))
+                    target = self.guest_target(os.readlink(b"", dir_fd=fd), mount, st)
                     os.close(fd)
                     links += 1
                     if links > MAX_SYMLINKS:
@@ -630,22 +630,22 @@ class Vfs:
                 return e.loc.node.target
             raise SyscallError(errno.EINVAL, "not a symlink") from None
         try:
-            if not S.S_ISLNK(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not S.S_ISLNK(st.st_mode) or not isinstance(loc.node, Mount):
                 raise SyscallError(errno.EINVAL, "not a symlink")
-            return self.guest_target(os.readlink(b"", dir_fd=fd))
+            return self.guest_target(os.readlink(b"", dir_fd=fd), loc.node, st)
         finally:
             os.close(fd)
 
-    def guest_target(self, target: bytes) -> bytes:
-        """A symlink target found in a mount, as the guest may see it.
+    def guest_target(self, target: bytes, mount: Mount, st: os.stat_result) -> bytes:
+        """The target of a symlink found in ``mount``, as the guest may see it.
 
-        An absolute target inside a mounted host directory becomes the path of
-        the same place in the sandbox.  Any other absolute target is kept only
-        if it could be a sandbox path (its first component exists in the
-        sandbox's root, as with the links the guest makes itself); a host path
-        becomes ``OUTSIDE``.
+        A link the guest made reads back as written.  A link that came from
+        the host never shows a host path: an absolute target inside a mounted
+        host directory becomes the path of the same place in the sandbox, any
+        other absolute target becomes ``OUTSIDE``.
         """
-        if not target.startswith(b"/"):
+        if not target.startswith(b"/") or st.st_dev == mount.guest_dev:
             return target
         best: Mount | None = None
         for m in self.mounts:
@@ -656,13 +656,9 @@ class Vfs:
                 and (best is None or len(hr) > len(best.host_root))
             ):
                 best = m
-        if best is not None:
-            rest = target[len(best.host_root) :]
-            return self.vpath(Loc(best)) + rest if rest else self.vpath(Loc(best))
-        first = paths.split(target)[:1]
-        if not first or first[0] in self.root.children:
-            return target
-        return OUTSIDE
+        if best is None:
+            return OUTSIDE
+        return self.vpath(Loc(best)) + target[len(best.host_root) :]
 
     def chdir_to(self, loc: Loc) -> None:
         if loc.hosted:
@@ -844,13 +840,26 @@ class Vfs:
         parent, name = self._split(path, op)
         loc, fd = self._parent_fd(start, parent)
         m = loc.node
+        creating = op in ("mkdir", "symlink", "link")
         if not isinstance(m, Mount):
             if isinstance(m, VDir):
+                if creating and name in m.children:
+                    raise SyscallError(errno.EEXIST, "exists")
                 raise SyscallError(errno.EROFS, "read-only directory")
             raise SyscallError(errno.ENOTDIR, "not a directory")
         if not m.writable:
-            os.close(fd)
-            raise SyscallError(errno.EROFS, "read-only mount")
+            try:
+                if creating:
+                    # Linux reports an existing name before a read-only filesystem.
+                    try:
+                        os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        pass
+                    else:
+                        raise SyscallError(errno.EEXIST, "exists")
+                raise SyscallError(errno.EROFS, "read-only mount")
+            finally:
+                os.close(fd)
         return m, fd, name
 
     def _change(self, start: Loc, path: bytes, op: str, mode: int = 0) -> None:
