@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sandbox_run import Mount, Policy, PolicyError
+from sandbox_run import Mount, Policy, PolicyError, Quota
 from sandbox_run.policy.units import parse_duration, parse_size
 
 
@@ -107,3 +107,46 @@ def test_shipped_presets_parse() -> None:
     assert Policy.from_toml(root / "default.toml") == Policy()
     example = Policy.from_toml(root / "example.toml")
     assert [m.guest for m in example.mounts] == ["/data", "/out"]
+
+
+def test_quotas_in_files(tmp_path: pathlib.Path) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text(
+        '[private]\nmax_bytes = "8MiB"\nmax_files = 100\nmax_file_size = "1MiB"\n'
+        '[[mount]]\nhost = "."\nguest = "/out"\nmode = "rw"\nmax_bytes = "2MiB"\ndiff = true\n'
+        '[[mount]]\nguest = "/scratch"\nmode = "tmpfs"\nmax_files = 5\n'
+    )
+    p = Policy.from_toml(f)
+    assert p.private == Quota(8 << 20, 100, 1 << 20)
+    out, scratch = p.mounts
+    assert out.mode == "rw" and out.quota.max_bytes == 2 << 20 and out.diff
+    assert out.quota.max_files == Quota().max_files  # unspecified keys keep their default
+    assert scratch.host == "" and scratch.quota.max_files == 5
+    assert Policy.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[private]\nmax_files = 0\n", "private.max_files: expected a positive whole number"),
+        ("[private]\nmax_files = '10'\n", "private.max_files: expected a positive whole number"),
+        ("[private]\nsize = '1MiB'\n", "unknown key 'size'"),
+        ("[[mount]]\nguest = '/s'\nmode = 'tmpfs'\nhost = 'x'\n", "a tmpfs has no 'host'"),
+        ("[[mount]]\nguest = '/s'\nmode = 'rw'\n", "'host' (a path) is required"),
+        ("[[mount]]\nhost = 'x'\nguest = '/s'\ndiff = 'yes'\n", "'diff' must be true or false"),
+        ("[[mount]]\nhost = 'x'\nguest = '/s'\nmax_bytes = 5\n", "give a unit"),
+    ],
+)
+def test_bad_quotas_name_the_problem(tmp_path: pathlib.Path, text: str, message: str) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text(text)
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Policy.from_toml(f)
+
+
+def test_tmpfs_flag_syntax() -> None:
+    assert Mount.parse_tmpfs("/s") == Mount("", "/s", "tmpfs")
+    assert Mount.parse_tmpfs("/s:1MiB").quota.max_bytes == 1 << 20
+    assert Mount.parse("/h:/g:overlay").mode == "overlay"
+    with pytest.raises(PolicyError, match="a tmpfs has no host path"):
+        Mount("/h", "/g", "tmpfs")
