@@ -11,6 +11,7 @@ Imports are lazy: parsing the command line must not pay for trio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -76,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print every mediated system call and its answer to stderr",
     )
+    p.add_argument(
+        "--changes",
+        action="store_true",
+        help="after the run, list what the guest changed in rw and overlay mounts (stderr)",
+    )
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="after the run, print a unified diff of changed text files in rw and overlay "
+        "mounts (stderr)",
+    )
     p.add_argument("-V", "--version", action="store_true", help="print the version and exit")
     p.add_argument(
         "args",
@@ -101,6 +113,13 @@ def _policy(ns: argparse.Namespace) -> object:
         mounts = [Mount(os.path.abspath(m.host), m.guest, m.mode) for m in mounts]
         mounts += [Mount.parse_tmpfs(spec) for spec in ns.tmpfs]
         changes["mounts"] = (*policy.mounts, *mounts)
+    if ns.diff:
+        current = changes.get("mounts", policy.mounts)
+        if not isinstance(current, tuple):
+            raise TypeError(current)
+        changes["mounts"] = tuple(
+            dataclasses.replace(m, diff=True) if m.mode in ("rw", "overlay") else m for m in current
+        )
     return policy.replace(**changes) if changes else policy
 
 
@@ -173,6 +192,15 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
         trace=trace,
     )
     result = trio.run(job)
+    for area in result.filesystem:
+        for note in area.notes:
+            sys.stderr.write(f"{PROG}: warning: {note}\n")
+        if ns.changes:
+            for ch in area.changes:
+                src = f" (from {ch.source})" if ch.source else ""
+                sys.stderr.write(f"{PROG}: {ch.kind} {ch.path}{src}\n")
+        if ns.diff and area.diff:
+            _write(2, area.diff.encode(errors="replace"))
     if result.outcome is not Outcome.COMPLETED:
         sys.stderr.write(f"{PROG}: {result.outcome.value}: {result.reason}\n")
     return result.exit_status

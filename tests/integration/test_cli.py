@@ -147,3 +147,45 @@ def test_exec_runs_a_native_program(compile_c: Callable[..., str]) -> None:
 def test_version() -> None:
     p = cli("--version")
     assert p.returncode == 0 and p.stdout.startswith(b"sandbox-run ")
+
+
+def test_changes_and_diff_of_an_overlay(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "notes.txt").write_text("one\n")
+    code = "open('/w/notes.txt', 'a').write('two\\n'); open('/w/new', 'w').close()"
+    p = cli("--mount", f"{tmp_path}:/w:overlay", "--changes", "--diff", "-c", code)
+    assert p.returncode == 0, p.stderr
+    err = p.stderr.decode()
+    assert "sandbox-run: modified /w/notes.txt\n" in err
+    assert "sandbox-run: added /w/new\n" in err
+    assert "+two\n" in err and "--- a/w/notes.txt" in err
+    assert (tmp_path / "notes.txt").read_text() == "one\n"
+
+
+def test_unapplied_changes_are_warned_about(tmp_path: pathlib.Path) -> None:
+    p = cli("--mount", f"{tmp_path}:/w:rw", "-c", "import os; os.symlink('/etc/passwd', '/w/l')")
+    assert p.returncode == 0
+    assert p.stderr == (
+        b"sandbox-run: warning: /w/l: not applied: a symlink pointing outside "
+        b"the mount is not created on the host\n"
+    )
+
+
+def test_without_the_privilege_to_mount() -> None:
+    # The controller itself unprivileged: /sandbox and /tmp fall back to a host
+    # temporary directory; modes that need a mount are refused up front.
+    unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    code = "import os; open('/tmp/x', 'w').write('ok'); print(os.getuid(), open('/tmp/x').read())"
+    p = subprocess.run([*unprivileged, CLI, "-c", code], capture_output=True, env=env, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (0, b"1000 ok\n", b"")
+    p = subprocess.run(
+        [*unprivileged, CLI, "--tmpfs", "/s", "-c", "pass"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert p.returncode == 125
+    assert p.stderr == (
+        b"sandbox-run: error: mount /s: tmpfs mounts need the privilege to create "
+        b"mounts (CAP_SYS_ADMIN; run sandbox-run as root)\n"
+    )
