@@ -175,7 +175,10 @@ def test_without_the_privilege_to_mount() -> None:
     # temporary directory; modes that need a mount are refused up front.
     unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    code = "import os; open('/tmp/x', 'w').write('ok'); print(os.getuid(), open('/tmp/x').read())"
+    code = (
+        "import os\nwith open('/tmp/x', 'w') as f: f.write('ok')\n"
+        "print(os.getuid(), open('/tmp/x').read())"
+    )
     p = subprocess.run([*unprivileged, CLI, "-c", code], capture_output=True, env=env, timeout=60)
     assert (p.returncode, p.stdout, p.stderr) == (0, b"1000 ok\n", b"")
     p = subprocess.run(
