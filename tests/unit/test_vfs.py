@@ -288,3 +288,56 @@ def test_mount_nodes_are_closed(tmp_path: pathlib.Path) -> None:
     m.close()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+@pytest.fixture
+def overlay_world(
+    world: tuple[Vfs, pathlib.Path],
+) -> Iterator[tuple[Vfs, pathlib.Path, int]]:
+    """The same hostile directory as ``world``, mounted rw (an overlay), with
+    hostile symlinks the guest made in the upper layer as well."""
+    from sandbox_run.policy.schema import Mount as MountSpec
+    from sandbox_run.vfs import areas
+    from sandbox_run.vfs.nodes import Mount as MountNode
+
+    _, tmp = world
+    area = areas.host_area(MountSpec(str(tmp / "data"), "/ov", "rw"))
+    vfs = Vfs()
+    vfs.add_file(b"/usr/bin/tool", content=b"TOOL")
+    m = vfs.attach(b"/ov", MountNode.on(0, area.overlay_fd, b"", True, "/ov", host_root=area.host))
+    m.guest_dev = area.guest_dev
+    vfs.cwd = vfs.resolve(Loc(vfs.root), b"/ov", True)
+    vfs.symlink(str(tmp / "outside.txt").encode(), vfs.cwd, b"g_abs")
+    vfs.symlink(b"../../../../../../../.." + str(tmp / "outside.txt").encode(), vfs.cwd, b"g_rel")
+    vfs.symlink(b"..", vfs.cwd, b"g_up")
+    yield vfs, tmp, m.mnt_id
+    vfs.close()
+    area.close()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.sampled_from([*COMPONENTS, b"ov", b"g_abs", b"g_rel", b"g_up"]), min_size=1, max_size=8
+    ),
+    st.booleans(),
+)
+def test_no_path_opens_anything_outside_an_overlay(
+    overlay_world: tuple[Vfs, pathlib.Path, int], comps: list[bytes], absolute: bool
+) -> None:
+    vfs, _tmp, overlay_id = overlay_world
+    path = (b"/" if absolute else b"") + b"/".join(comps)
+    if not path:
+        return
+    try:
+        fd = vfs.open(vfs.cwd, path, os.O_RDONLY, 0)
+    except SyscallError:
+        return
+    try:
+        on_overlay = hostfs.mount_id(fd) == overlay_id
+        shared = os.readlink(f"/proc/self/fd/{fd}").startswith(SHARED._base())
+        assert on_overlay or shared, (path, os.readlink(f"/proc/self/fd/{fd}"))
+        if not os.path.isdir(f"/proc/self/fd/{fd}"):
+            assert b"SECRET" not in os.read(fd, 100)
+    finally:
+        os.close(fd)
