@@ -12,8 +12,9 @@ import trio
 from .controller.session import Exit, GuestProgram, run_guest
 from .errors import PolicyError
 from .policy.schema import Policy
-from .policy.units import format_duration
-from .result import Denial, Outcome, Result, errno_name, signal_name
+from .policy.units import format_duration, format_size
+from .quotas import limits
+from .result import Denial, GuestException, Outcome, Result, errno_name, signal_name
 from .vfs import layout
 from .vfs.system import image_for, pypy_image
 
@@ -36,15 +37,12 @@ Stdin = bytes | _Passthrough | None
 
 
 def _guest_env(policy: Policy) -> tuple[tuple[str, str], ...]:
-    # Leave the GC room below the address-space cap, so that the guest gets a
-    # MemoryError before the hard limit kills it.
-    gc_max = max(policy.memory * 3 // 4, policy.memory - (256 << 20))
+    # The session adds the limits (PYPY_GC_MAX and the bootstrap's settings).
     return (
         ("PATH", "/usr/bin:/bin"),
         ("HOME", "/sandbox"),
         ("TMPDIR", "/tmp"),
         ("LC_ALL", "C.UTF-8"),
-        ("PYPY_GC_MAX", str(gc_max)),
     )
 
 
@@ -107,21 +105,67 @@ def exec_program(path: str, argv: Sequence[str], policy: Policy) -> GuestProgram
     )
 
 
-def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
+def _classify(ex: Exit, policy: Policy) -> tuple[Outcome, str]:
+    """The outcome of a run and its one-line reason."""
+    sig = ex.signal
+    exc = ex.exception
     if ex.launch_error is not None:
-        outcome, reason = Outcome.ERROR, ex.launch_error
-    elif ex.timed_out:
-        outcome = Outcome.TIMEOUT
-        reason = f"wall-clock timeout: killed after {format_duration(policy.timeout)}"
-    elif ex.signal == signal.SIGSYS:
-        outcome = Outcome.POLICY_VIOLATION
-        reason = "killed by the seccomp filter: a foreign system-call ABI (i386 or x32)"
-    elif ex.signal is not None:
-        outcome = Outcome.CRASHED
-        reason = f"killed by {signal_name(ex.signal)}"
-    else:
-        outcome = Outcome.COMPLETED
-        reason = f"exited with status {ex.status}"
+        return Outcome.ERROR, ex.launch_error
+    if ex.stopped == "violation" and ex.violation is not None:
+        v = ex.violation
+        return Outcome.POLICY_VIOLATION, (
+            f"refused {v.syscall} ({v.reason}); the policy ends the guest at its first refused call"
+        )
+    if (
+        ex.stopped == "cpu"
+        or sig == signal.SIGXCPU
+        or (sig == signal.SIGKILL and ex.stopped is None and ex.cpu_time >= policy.cpu_time)
+    ):
+        return Outcome.CPU_LIMIT, (
+            f"CPU time limit: killed after {format_duration(policy.cpu_time)} of CPU time"
+        )
+    if ex.stopped == "output":
+        return Outcome.OUTPUT_LIMIT, (
+            f"output limit: {format_size(policy.output)} of stdout and stderr written; "
+            "the rest was discarded and the guest killed"
+        )
+    if ex.stopped == "timeout":
+        return (
+            Outcome.TIMEOUT,
+            f"wall-clock timeout: killed after {format_duration(policy.timeout)}",
+        )
+    if ex.oom_killed:
+        return Outcome.MEMORY_LIMIT, (
+            f"memory limit: killed by the kernel at {format_size(policy.memory)}"
+        )
+    if sig == signal.SIGSYS:
+        return Outcome.POLICY_VIOLATION, (
+            "killed by the seccomp filter: a foreign system-call ABI (i386 or x32)"
+        )
+    if sig in _MEMORY_CRASH_SIGNALS and limits.crashed_at_heap_limit(ex.peak_memory, ex.gc_max):
+        return Outcome.MEMORY_LIMIT, (
+            f"memory limit: the interpreter crashed with {signal_name(sig)} at its heap limit "
+            f"of {format_size(ex.gc_max)} (--memory {format_size(policy.memory)})"
+        )
+    if sig is not None:
+        return Outcome.CRASHED, f"killed by {signal_name(sig)}"
+    if ex.status == 1 and exc is not None:
+        kind, message, _tb = exc
+        if kind == "MemoryError":
+            return Outcome.MEMORY_LIMIT, (
+                f"memory limit: MemoryError at the heap limit of {format_size(ex.gc_max)} "
+                f"(--memory {format_size(policy.memory)})"
+            )
+        return Outcome.EXCEPTION, f"{kind}: {message}" if message else kind
+    return Outcome.COMPLETED, f"exited with status {ex.status}"
+
+
+_MEMORY_CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGKILL)
+
+
+def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
+    outcome, reason = _classify(ex, policy)
+    v = ex.violation
     return Result(
         outcome=outcome,
         reason=reason,
@@ -131,10 +175,15 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         stderr=bytes(err) if err is not None else None,
         wall_time=ex.wall_time,
         cpu_time=ex.cpu_time,
-        max_rss=ex.max_rss,
+        peak_memory=ex.peak_memory,
+        read_bytes=ex.read_bytes,
+        written_bytes=ex.written_bytes,
+        output_bytes=ex.output_bytes,
         syscalls=dict(ex.stats.counts),
         denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
         filesystem=ex.filesystem,
+        exception=GuestException(*ex.exception) if ex.exception is not None else None,
+        violation=Denial(v.syscall, errno_name(v.errno), v.reason) if v is not None else None,
     )
 
 

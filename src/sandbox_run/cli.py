@@ -52,6 +52,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="DURATION", help="wall-clock limit, e.g. 30s (default 30s)")
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512MiB (default 512MiB)")
     p.add_argument(
+        "--cpu-time", metavar="DURATION", help="CPU-time limit, all threads, e.g. 10s (default 30s)"
+    )
+    p.add_argument(
+        "--output",
+        metavar="SIZE",
+        help="stdout and stderr together, e.g. 1MiB (default 16MiB); then truncated and ended",
+    )
+    p.add_argument(
+        "--open-files", metavar="N", type=_count, help="descriptors open at once (default 256)"
+    )
+    p.add_argument("--threads", metavar="N", type=_count, help="threads alive at once (default 16)")
+    p.add_argument(
+        "--recursion-limit",
+        metavar="N",
+        type=_count,
+        help="Python's recursion limit (default 1000)",
+    )
+    p.add_argument(
+        "--disk",
+        metavar="SIZE",
+        help="bytes the guest may store in /sandbox and /tmp (default 256MiB)",
+    )
+    p.add_argument(
+        "--max-file-size",
+        metavar="SIZE",
+        help="largest file the guest may write in /sandbox and /tmp (default 256MiB)",
+    )
+    p.add_argument(
+        "--kill-on-refusal",
+        action="store_true",
+        help="end the guest at its first refused system call (a policy violation)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the outcome, the usage and the guest's output as one JSON object on stdout",
+    )
+    p.add_argument(
         "--mount",
         metavar="HOST:GUEST[:ro|rw|overlay]",
         action="append",
@@ -98,6 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return value
+
+
 def _policy(ns: argparse.Namespace) -> object:
     from .policy.schema import Mount, Policy
     from .policy.units import parse_duration, parse_size
@@ -108,6 +154,23 @@ def _policy(ns: argparse.Namespace) -> object:
         changes["timeout"] = parse_duration(ns.timeout, "--timeout")
     if ns.memory is not None:
         changes["memory"] = parse_size(ns.memory, "--memory")
+    if ns.cpu_time is not None:
+        changes["cpu_time"] = parse_duration(ns.cpu_time, "--cpu-time")
+    if ns.output is not None:
+        changes["output"] = parse_size(ns.output, "--output")
+    for key in ("open_files", "threads", "recursion_limit"):
+        if getattr(ns, key) is not None:
+            changes[key] = getattr(ns, key)
+    if ns.kill_on_refusal:
+        changes["kill_on_refusal"] = True
+    if ns.disk is not None or ns.max_file_size is not None:
+        quota = policy.private
+        if ns.disk is not None:
+            quota = dataclasses.replace(quota, max_bytes=parse_size(ns.disk, "--disk"))
+        if ns.max_file_size is not None:
+            size = parse_size(ns.max_file_size, "--max-file-size")
+            quota = dataclasses.replace(quota, max_file_size=size)
+        changes["private"] = quota
     if ns.mount or ns.tmpfs:
         mounts = [Mount.parse(spec) for spec in ns.mount]
         mounts = [Mount(os.path.abspath(m.host), m.guest, m.mode) for m in mounts]
@@ -186,12 +249,17 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
         program,
         policy,
         stdin=api.STDIN_PASSTHROUGH if ns.stdin else None,
-        capture_output=False,
-        stdout=functools.partial(_write, 1),
-        stderr=functools.partial(_write, 2),
+        capture_output=ns.json,
+        stdout=None if ns.json else functools.partial(_write, 1),
+        stderr=None if ns.json else functools.partial(_write, 2),
         trace=trace,
     )
     result = trio.run(job)
+    if ns.json:
+        import json
+
+        _write(1, json.dumps(result.to_dict()).encode() + b"\n")
+        return result.exit_status
     for area in result.filesystem:
         for note in area.notes:
             sys.stderr.write(f"{PROG}: warning: {note}\n")

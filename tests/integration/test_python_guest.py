@@ -221,4 +221,4 @@ def test_mediated_calls_and_resources_are_counted() -> None:
     assert r.syscalls["openat"] > 10
     assert r.syscalls["newfstatat"] > 10
     assert 0 < r.cpu_time < r.wall_time + 0.5
-    assert 20 << 20 < r.max_rss < 512 << 20
+    assert 20 << 20 < r.peak_memory < 512 << 20

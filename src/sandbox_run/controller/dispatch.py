@@ -323,8 +323,11 @@ def _finish(
     if err is not None and (
         entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
     ):
-        guest.stats.deny(Denial(name, err.errno, err.reason))
+        denial = Denial(name, err.errno, err.reason)
+        guest.stats.deny(denial)
         log.info("guest %d: %s refused: %s", guest.pid, name, err)
+        if guest.on_refusal is not None:
+            guest.on_refusal(denial)
     try:
         err = _answer(guest, call.id, reply, err)
     except OSError:
@@ -419,6 +422,8 @@ async def serve(
                     elif any(f == listener_fd and e & _GONE for f, e in events):
                         return
                     break
+                if guest.stopping:
+                    break  # the sandbox is ending the guest: answer nothing more
                 if ev & select.POLLIN:
                     note = guest.listener.recv()
                     if note is not None:

@@ -11,7 +11,7 @@ import trio
 from ..vfs import hostfs
 from ..vfs.tree import Vfs
 from . import kernel
-from .dispatch import CallStats
+from .dispatch import CallStats, Denial
 
 
 class Guest:
@@ -24,11 +24,13 @@ class Guest:
         "mem",
         "memory_bytes",
         "nursery",
+        "on_refusal",
         "pending",
         "pid",
         "pidfd",
         "started",
         "stats",
+        "stopping",
         "trace",
         "vfs",
     )
@@ -54,6 +56,9 @@ class Guest:
         self.started = time.monotonic()
         self.nursery: trio.Nursery  # where asynchronous handlers run; set by the session
         self.pending = 0  # calls waiting in asynchronous handlers
+        self.stopping = False  # the sandbox is ending it: answer nothing more
+        #: called with each refused call, when the policy kills on refusal
+        self.on_refusal: Callable[[Denial], None] | None = None
         self._fd_dir = f"/proc/{pid}/fd/"
         self._fd_dir_b = os.fsencode(self._fd_dir)
 

@@ -284,9 +284,12 @@ LAUNCH_STEPS = {
     7: "closing inherited descriptors",
     8: "loading the seccomp filter",
     9: "executing the guest program",
+    10: "passing the channel descriptor",
 }
 # Descriptor numbers the launcher receives; stdio takes 0-2.
-_CONFIG_FD, _SYNC_FD, _EXEC_FD = 3, 4, 5
+_CONFIG_FD, _SYNC_FD, _EXEC_FD, _CHANNEL_FD = 3, 4, 5, 6
+#: The guest's end of its channel to the controller, in the guest.
+GUEST_CHANNEL_FD = 3
 
 
 class LaunchError(Exception):
@@ -334,14 +337,15 @@ class Spawned:
 
 def _high_dup(fd: int) -> int:
     """A close-on-exec copy numbered above the launcher's fixed descriptors."""
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _EXEC_FD + 1)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _CHANNEL_FD + 1)
 
 
-def spawn(cfg: LaunchConfig, *, pipe_stdin: bool) -> Spawned:
+def spawn(cfg: LaunchConfig, *, pipe_stdin: bool, channel: int | None = None) -> Spawned:
     """Start the launcher (posix_spawn: thread-safe, no Python code in the child).
 
     The guest's standard streams are pipes owned by the controller; stdin is
-    /dev/null unless ``pipe_stdin``.
+    /dev/null unless ``pipe_stdin``.  ``channel``, if given, becomes
+    descriptor ``GUEST_CHANNEL_FD`` in the guest (the caller keeps its own copy).
     """
     opened: list[int] = []
 
@@ -367,12 +371,16 @@ def spawn(cfg: LaunchConfig, *, pipe_stdin: bool) -> Spawned:
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
         track(in_r, *([in_w] if in_w >= 0 else []))
-        sources = [_high_dup(fd) for fd in (in_r, out_w, err_w, cfg_r, sync_w, exec_fd)]
+        fixed = [in_r, out_w, err_w, cfg_r, sync_w, exec_fd]
+        if channel is not None:
+            fixed.append(channel)
+        sources = [_high_dup(fd) for fd in fixed]
         track(*sources)
         actions = [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(sources)]
+        channel_arg = str(_CHANNEL_FD) if channel is not None else "-1"
         pid = os.posix_spawn(
             LAUNCHER,
-            [LAUNCHER, str(_CONFIG_FD), str(_SYNC_FD), str(_EXEC_FD), *cfg.argv],
+            [LAUNCHER, str(_CONFIG_FD), str(_SYNC_FD), str(_EXEC_FD), channel_arg, *cfg.argv],
             dict(cfg.env),
             file_actions=actions,
             setsid=True,
@@ -478,3 +486,15 @@ def written_files(pid: int) -> list[tuple[int, bytes]]:
         except OSError:
             continue
     return out
+
+
+def final_io(pid: int) -> tuple[int, int] | None:
+    """(bytes read, bytes written) by an exited guest's read- and write-like
+    calls, read between its death and its reaping (the zombie keeps them)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        with open(f"/proc/{pid}/io", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        return int(fields[b"rchar"]), int(fields[b"wchar"])
+    except (OSError, KeyError, ValueError):
+        return None

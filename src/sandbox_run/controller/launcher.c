@@ -8,7 +8,9 @@
  *   argv[1]  CONFIG_FD  read end of a pipe holding the launch configuration
  *   argv[2]  SYNC_FD    write end of a pipe back to the controller
  *   argv[3]  EXEC_FD    O_PATH descriptor of the program to execute
- *   argv[4..]           the guest's argv (argv[4] is the guest's argv[0])
+ *   argv[4]  CHANNEL_FD the guest's end of the channel to the controller, or -1;
+ *                       it becomes descriptor 3 in the guest
+ *   argv[5..]           the guest's argv (argv[5] is the guest's argv[0])
  *
  * It applies everything that must hold before the guest's first instruction
  * (rlimits, dropped privileges, no_new_privs, the seccomp filter), reports the
@@ -75,7 +77,11 @@ enum step {
     STEP_CLOEXEC = 7,
     STEP_SECCOMP = 8,
     STEP_EXEC = 9,
+    STEP_CHANNEL = 10,
 };
+
+/* Where the guest finds its channel to the controller. */
+#define GUEST_CHANNEL_FD 3
 
 static int sync_fd = -1;
 
@@ -150,17 +156,19 @@ int main(int argc, char **argv) {
     static unsigned char config[MAX_CONFIG];
     size_t len, off = 0;
     uint32_t flags, uid, gid, n_rlimits, n_insns, i;
-    int config_fd, exec_fd, listener;
+    int config_fd, exec_fd, channel_fd, listener;
     pid_t parent = getppid();
     struct sock_fprog prog;
 
-    if (argc < 5) {
+    if (argc < 6) {
         _exit(127);
     }
     sync_fd = parse_fd(argv[2]);
     config_fd = parse_fd(argv[1]);
     exec_fd = parse_fd(argv[3]);
-    if (sync_fd < 3 || config_fd < 3 || exec_fd < 3) {
+    channel_fd = strcmp(argv[4], "-1") == 0 ? -1 : parse_fd(argv[4]);
+    if (sync_fd < 3 || config_fd < 3 || exec_fd < 3 || channel_fd == GUEST_CHANNEL_FD ||
+        (channel_fd < 3 && channel_fd != -1)) {
         errno = EINVAL;
         fail(STEP_USAGE);
     }
@@ -218,9 +226,12 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
         fail(STEP_NO_NEW_PRIVS);
     }
-    /* Nothing but the standard streams survives the exec. */
+    /* Nothing but the standard streams (and the channel) survives the exec. */
     if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
         fail(STEP_CLOEXEC);
+    }
+    if (channel_fd >= 0 && dup2(channel_fd, GUEST_CHANNEL_FD) != GUEST_CHANNEL_FD) {
+        fail(STEP_CHANNEL);
     }
 
     listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
@@ -233,7 +244,7 @@ int main(int argc, char **argv) {
     /* From here on: only write(2) (kernel-allowed) and the exec. */
     report(STEP_READY, (uint32_t)listener);
 
-    syscall(SYS_execveat, exec_fd, "", &argv[4], environ, AT_EMPTY_PATH);
+    syscall(SYS_execveat, exec_fd, "", &argv[5], environ, AT_EMPTY_PATH);
     fail(STEP_EXEC);
     return 127;
 }

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
-import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,12 +18,14 @@ import trio
 
 from ..errors import LaunchError, PolicyError
 from ..policy.schema import Policy
+from ..quotas import limits
+from ..quotas.cgroups import Cgroups
 from ..result import AreaReport
 from ..vfs import areas, layout
 from ..vfs.system import SystemImage
 from ..vfs.tree import Vfs
-from . import bpf, kernel, syscalls
-from .dispatch import CallStats, serve
+from . import bpf, channel, kernel, syscalls
+from .dispatch import CallStats, Denial, serve
 from .guest import Guest
 from .handlers import handler_table
 
@@ -34,6 +35,10 @@ _FILTER: bytes | None = None
 _HANDLERS = handler_table()
 _NR_EXECVEAT = syscalls.NR["execveat"]
 log = logging.getLogger("sandbox_run")
+#: Bytes a guest may send on its channel in one run.
+CHANNEL_BUDGET = 64 << 20
+#: After the guest exits, how long its output and channel may take to drain.
+DRAIN_TIME = 5.0
 
 Sink = Callable[[bytes], None]
 
@@ -63,23 +68,20 @@ class Exit:
 
     status: int | None = None  # exit code, if the guest exited
     signal: int | None = None  # the signal that killed it, if any
-    timed_out: bool = False
+    stopped: str | None = None  # why the sandbox killed it: timeout, cpu, output, violation
+    violation: Denial | None = None  # the refused call that ended it (kill_on_refusal)
     launch_error: str | None = None
+    exception: tuple[str, str, str] | None = None  # (type, message, traceback) from the guest
+    oom_killed: bool = False  # the kernel killed it at its memory cap
+    gc_max: int = 0  # the heap limit it ran with, bytes
     wall_time: float = 0.0
     cpu_time: float = 0.0  # user + system seconds of the guest
-    max_rss: int = 0  # peak resident memory of the guest, bytes
+    peak_memory: int = 0  # peak resident memory of the guest, bytes
+    read_bytes: int = 0  # bytes read by read-like calls (files, pipes, sockets)
+    written_bytes: int = 0  # bytes written by write-like calls
+    output_bytes: int = 0  # stdout and stderr bytes delivered
     stats: CallStats = field(default_factory=CallStats)
     filesystem: tuple[AreaReport, ...] = ()
-
-
-def _rlimits(policy: Policy, area_list: list[areas.Area]) -> tuple[tuple[int, int, int], ...]:
-    core = (resource.RLIMIT_CORE, 0, 0)
-    mem = (resource.RLIMIT_AS, policy.memory, policy.memory)
-    # One largest-file limit per process: the smallest any writable area asks for.
-    fsize = (
-        min(a.quota.max_file_size for a in area_list) if area_list else policy.private.max_file_size
-    )
-    return (core, mem, (resource.RLIMIT_FSIZE, fsize, fsize))
 
 
 async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
@@ -92,8 +94,7 @@ async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
     if step != 0:
         raise LaunchError(str(kernel.LaunchError(step, value)))
     listener = kernel.Listener(kernel.pidfd_getfd(sp.pidfd, value))
-    if not os.environ.get("NOSYNC"):
-        listener.sync_wakeups()  # best effort: only a speed-up
+    listener.sync_wakeups()  # best effort: only a speed-up
     try:
         await trio.lowlevel.wait_readable(listener.fd)
         note = listener.recv()
@@ -112,12 +113,101 @@ async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
     return listener
 
 
-async def _pump(stream: trio.lowlevel.FdStream, sink: Sink) -> None:
+class _Run:
+    """One run's shared state: why it stopped, and the scope to cancel."""
+
+    def __init__(self, result: Exit, deadline: float) -> None:
+        self.result = result
+        self.scope = trio.CancelScope(deadline=deadline)
+        self.guest: Guest | None = None
+
+    def stop(self, why: str) -> None:
+        """End the run (the guest is then killed) for reason ``why``."""
+        if self.result.stopped is None:
+            self.result.stopped = why
+        if self.guest is not None:
+            self.guest.stopping = True  # the serve loop stops answering at once
+        self.scope.cancel()
+
+    def refused(self, denial: Denial) -> None:
+        """kill_on_refusal: the first refused call ends the guest."""
+        if self.result.violation is None:
+            self.result.violation = denial
+        self.stop("violation")
+
+
+async def _pump_output(
+    run: _Run, streams: list[trio.lowlevel.FdStream], sinks: list[Sink], cap: int
+) -> None:
+    """Copy stdout and stderr to their sinks, at most ``cap`` bytes in all.
+
+    Each read asks for no more than fits under the cap (plus one byte, to see
+    that more is coming), and nothing beyond the cap reaches a sink.  The
+    room is counted again after each read: the other stream may have used
+    it meanwhile.
+    """
+
+    async def pump(stream: trio.lowlevel.FdStream, sink: Sink) -> None:
+        while True:
+            data = await stream.receive_some(min(65536, cap - run.result.output_bytes + 1))
+            if not data:
+                return
+            room = cap - run.result.output_bytes
+            if len(data) > room:
+                sink(data[:room])
+                run.result.output_bytes = cap
+                run.stop("output")
+                return
+            run.result.output_bytes += len(data)
+            sink(data)
+
+    async with trio.open_nursery() as n:
+        for stream, sink in zip(streams, sinks, strict=True):
+            n.start_soon(pump, stream, sink)
+
+
+async def _watch_cpu(run: _Run, pid: int, limit: float, threads: int) -> None:
+    """Kill the guest when its CPU time (all threads) reaches ``limit``.
+
+    Reads the guest's CPU clock directly.  It sleeps no longer than the
+    guest could take to reach the limit with every thread busy (and at most
+    50 ms), so the overshoot is bounded by one such interval.
+    """
+    clock = ((~pid) << 3) | 2  # the process CPU clock of ``pid`` (CPUCLOCK_SCHED)
     while True:
-        data = await stream.receive_some(65536)
+        try:
+            used = time.clock_gettime(clock)
+        except OSError:
+            return  # gone
+        left = limit - used
+        if left <= 0:
+            run.stop("cpu")
+            return
+        await trio.sleep(min(0.05, max(0.002, left / threads)))
+
+
+async def _read_channel(run: _Run, sock: trio.socket.SocketType) -> None:
+    """Messages from the guest's bootstrap (the guest's word, bounded)."""
+    decoder = channel.Decoder()
+    budget = CHANNEL_BUDGET
+    while True:
+        data = await sock.recv(65536)
         if not data:
             return
-        sink(data)
+        budget -= len(data)
+        try:
+            if budget < 0:
+                raise channel.ProtocolError("the guest sent too much on its channel")
+            messages = decoder.feed(data)
+        except channel.ProtocolError as e:
+            log.info("guest channel: %s; no longer read", e)
+            return
+        for msg in messages:
+            if msg["op"] == "exception" and run.result.exception is None:
+                try:
+                    run.result.exception = channel.exception_report(msg)
+                except channel.ProtocolError:
+                    continue
 
 
 async def _feed(stream: trio.lowlevel.FdStream, data: bytes | int) -> None:
@@ -147,13 +237,17 @@ async def _run_in(
 
 
 async def _wait_exit(sp: kernel.Spawned, result: Exit) -> int:
+    """Wait for the guest to end, take its last accounting, and reap it."""
     await trio.lowlevel.wait_readable(sp.pidfd)
+    io = kernel.final_io(sp.pid)  # between its death and its reaping
+    if io is not None:
+        result.read_bytes, result.written_bytes = io
     reaped = kernel.reap(sp.pid)
     if reaped is None:
         raise LaunchError("the guest process vanished")
     status, usage = reaped
     result.cpu_time = usage.ru_utime + usage.ru_stime
-    result.max_rss = usage.ru_maxrss * 1024
+    result.peak_memory = usage.ru_maxrss * 1024
     return status
 
 
@@ -168,6 +262,7 @@ async def run_guest(
 ) -> Exit:
     start = time.monotonic()
     result = Exit()
+    run = _Run(result, trio.current_time() + policy.timeout)
     vfs = Vfs()
     sp: kernel.Spawned | None = None
     streams: list[trio.lowlevel.FdStream] = []
@@ -175,6 +270,9 @@ async def run_guest(
     reaped = False
     area_list: list[areas.Area] = []
     written: list[tuple[int, bytes]] = []
+    cgroups: Cgroups | None = None
+    ours: socket.socket | None = None
+    theirs: socket.socket | None = None
     try:
         area_list = layout.build(
             vfs,
@@ -184,39 +282,89 @@ async def run_guest(
             exe=program.exe,
             bootstrap=program.bootstrap,
         )
+        plan = limits.plan(
+            policy,
+            largest_file=min(a.quota.max_file_size for a in area_list),
+            staged_bytes=sum(a.quota.max_bytes for a in area_list),
+        )
+        result.gc_max = plan.gc_max
+        cgroups = Cgroups.create(plan.cgroup_memory, plan.cgroup_tasks)
+        env = (*program.env, ("PYPY_GC_MAX", str(plan.gc_max)))
+        if program.bootstrap:
+            env = (*env, ("SANDBOX_RUN_RECURSION_LIMIT", str(policy.recursion_limit)))
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cfg = kernel.LaunchConfig(
             program=program.image.program,
             argv=program.argv,
-            env=program.env,
+            env=env,
             filter=_filter(),
-            rlimits=_rlimits(policy, area_list),
+            rlimits=plan.rlimits,
             drop_to=NOBODY if os.geteuid() == 0 else None,
         )
-        sp = kernel.spawn(cfg, pipe_stdin=stdin is not None)
+        sp = kernel.spawn(
+            cfg,
+            pipe_stdin=stdin is not None,
+            channel=theirs.fileno() if theirs is not None else None,
+        )
+        if theirs is not None:
+            theirs.close()  # the guest has it now
+            theirs = None
+        if cgroups is not None:
+            try:
+                cgroups.attach(sp.pid)  # before its exec: nothing untrusted ran yet
+            except OSError as e:
+                raise LaunchError(
+                    f"could not place the guest in its cgroup: {e.strerror}"
+                ) from None
         # The streams own the pipe descriptors from here on.
         streams = [trio.lowlevel.FdStream(sp.stdout_fd), trio.lowlevel.FdStream(sp.stderr_fd)]
         if sp.stdin_fd is not None:
             streams.append(trio.lowlevel.FdStream(sp.stdin_fd))
-        with trio.move_on_after(policy.timeout) as scope:
-            listener = await _handshake(sp)
-            guest = Guest(sp.pid, sp.pidfd, listener, vfs, memory_bytes=policy.memory, trace=trace)
-            guest.attach_memory()
-            result.stats = guest.stats
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump_output, run, streams[:2], [stdout, stderr], policy.output)
+            if ours is not None:
+                nursery.start_soon(_read_channel, run, trio.socket.from_stdlib_socket(ours))
+            feeder = trio.CancelScope()
+            if stdin is not None and len(streams) == 3:
+                nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
+            watcher = trio.CancelScope()
+            # The run's scope covers the handshake and the guest's life: its
+            # deadline is the wall clock, and stop() cancels it.  The output
+            # pumps are outside it, so that what the guest wrote before it
+            # was stopped still reaches the user.
+            with run.scope:
+                listener = await _handshake(sp)
+                guest = Guest(
+                    sp.pid, sp.pidfd, listener, vfs, memory_bytes=policy.memory, trace=trace
+                )
+                if policy.kill_on_refusal:
+                    guest.on_refusal = run.refused
+                run.guest = guest
+                guest.attach_memory()
+                result.stats = guest.stats
                 guest.nursery = nursery
                 nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
-                nursery.start_soon(_pump, streams[0], stdout)
-                nursery.start_soon(_pump, streams[1], stderr)
-                feeder = trio.CancelScope()
-                if stdin is not None and len(streams) == 3:
-                    nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
-                status = await _wait_exit(sp, result)
-                reaped = True
-                feeder.cancel()
-                _decode_status(status, result)
-                # The pumps end at end of file; the server when no task is left.
-        if scope.cancelled_caught:
-            result.timed_out = True
+                nursery.start_soon(
+                    _run_in, watcher, _watch_cpu, run, sp.pid, policy.cpu_time, policy.threads
+                )
+                await trio.lowlevel.wait_readable(sp.pidfd)
+            if run.scope.cancelled_caught:
+                if result.stopped is None:
+                    result.stopped = "timeout"
+                if guest is not None:
+                    guest.stopping = True
+                # Nothing is being answered any more, so the guest cannot
+                # open another file: what it may still be writing is known.
+                written = kernel.written_files(sp.pid)
+                kernel.kill_group(sp.pid, sp.pidfd)
+            status = await _wait_exit(sp, result)
+            reaped = True
+            feeder.cancel()
+            watcher.cancel()
+            _decode_status(status, result)
+            # The pumps and the channel end at end of file, the server when
+            # no task is left.
+            nursery.cancel_scope.deadline = trio.current_time() + DRAIN_TIME
     except PolicyError:
         raise  # the user's mistake (a missing mount directory, say): not a sandbox failure
     except LaunchError as e:
@@ -238,16 +386,18 @@ async def run_guest(
                 written = kernel.written_files(sp.pid)
                 kernel.kill_group(sp.pid, sp.pidfd)
                 status = await _wait_exit(sp, result)
-                if not result.timed_out and result.launch_error is None:
-                    _decode_status(status, result)
-                elif result.timed_out:
-                    result.signal = signal.SIGKILL
+                _decode_status(status, result)
             for stream in streams:
                 stream.close()
+            for sock in (ours, theirs):
+                if sock is not None:
+                    sock.close()
             try:
-                if result.status is not None and not result.timed_out:
+                if cgroups is not None:
+                    result.oom_killed = cgroups.oom_killed()
+                if result.status is not None and result.stopped is None:
                     how = "exited"
-                elif result.timed_out:
+                elif result.stopped is not None and result.launch_error is None:
                     how = "killed"
                 else:
                     how = "crashed"
@@ -255,6 +405,8 @@ async def run_guest(
             finally:
                 for a in area_list:
                     a.close()
+                if cgroups is not None:
+                    cgroups.remove()
                 _release(sp, guest, vfs)
         result.wall_time = time.monotonic() - start
     return result

@@ -4,7 +4,13 @@ A policy file is TOML::
 
     [limits]
     timeout = "30s"        # wall clock; the guest is killed when it runs out
-    memory = "512MiB"      # cap on the guest's memory (address space)
+    cpu_time = "30s"       # CPU time, all threads together
+    memory = "512MiB"      # the guest's memory; the heap limit sits below it
+    output = "16MiB"       # stdout and stderr together; then truncated and ended
+    open_files = 256       # descriptors open at once
+    threads = 16           # threads alive at once
+    recursion_limit = 1000 # Python's recursion limit
+    kill_on_refusal = false  # end the guest at its first refused system call
 
     [private]              # /sandbox and /tmp
     max_bytes = "256MiB"
@@ -38,7 +44,18 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_CPU_TIME = 30.0
 DEFAULT_MEMORY = 512 * MiB
+DEFAULT_OUTPUT = 16 * MiB
+DEFAULT_OPEN_FILES = 256
+DEFAULT_THREADS = 16
+DEFAULT_RECURSION_LIMIT = 1000
+#: Ranges the whole-number limits must fall in.
+_INT_LIMITS = {
+    "open_files": (16, 1 << 20),
+    "threads": (1, 4096),
+    "recursion_limit": (50, 50_000),  # each unit costs about 1 KiB of stack
+}
 MIN_MEMORY = 96 * MiB
 MAX_TIMEOUT = 7 * 24 * 3600.0
 #: Virtual paths the sandbox itself provides; mounts may not cover them.
@@ -98,6 +115,16 @@ class Quota:
 
 
 QUOTA_KEYS = {"max_bytes", "max_files", "max_file_size"}
+LIMIT_KEYS = {
+    "timeout",
+    "cpu_time",
+    "memory",
+    "output",
+    "open_files",
+    "threads",
+    "recursion_limit",
+    "kill_on_refusal",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +192,14 @@ class Mount:
 class Policy:
     """What a sandbox may do.  Seconds and bytes; see the module docstring."""
 
-    timeout: float = DEFAULT_TIMEOUT
-    memory: int = DEFAULT_MEMORY
+    timeout: float = DEFAULT_TIMEOUT  # wall clock, seconds
+    cpu_time: float = DEFAULT_CPU_TIME  # CPU seconds, all threads together
+    memory: int = DEFAULT_MEMORY  # bytes
+    output: int = DEFAULT_OUTPUT  # bytes of stdout and stderr together
+    open_files: int = DEFAULT_OPEN_FILES  # descriptors open at once
+    threads: int = DEFAULT_THREADS  # threads alive at once, the main one included
+    recursion_limit: int = DEFAULT_RECURSION_LIMIT  # Python's, set before the script runs
+    kill_on_refusal: bool = False  # end the guest at its first refused system call
     mounts: tuple[Mount, ...] = field(default=())
     #: limits of the private writable area (/sandbox and /tmp together)
     private: Quota = field(default_factory=Quota)
@@ -182,6 +215,20 @@ class Policy:
             raise PolicyError(
                 f"memory: at least {format_size(MIN_MEMORY)} is needed to start "
                 f"the interpreter, got {format_size(self.memory)}"
+            )
+        if not isinstance(self.cpu_time, (int, float)) or isinstance(self.cpu_time, bool):
+            raise PolicyError(f"cpu_time: expected seconds, got {self.cpu_time!r}")
+        if not 0 < self.cpu_time <= MAX_TIMEOUT:
+            raise PolicyError(f"cpu_time: must be between 0 and {MAX_TIMEOUT:g} seconds")
+        if not isinstance(self.output, int) or isinstance(self.output, bool) or self.output < 1:
+            raise PolicyError(f"output: expected a positive number of bytes, got {self.output!r}")
+        for name, (lo, hi) in _INT_LIMITS.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise PolicyError(f"{name}: expected a whole number from {lo} to {hi}, got {v!r}")
+        if not isinstance(self.kill_on_refusal, bool):
+            raise PolicyError(
+                f"kill_on_refusal: expected true or false, got {self.kill_on_refusal!r}"
             )
         if not isinstance(self.private, Quota):
             raise PolicyError(f"private: expected a Quota, got {self.private!r}")
@@ -223,11 +270,23 @@ class Policy:
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
             raise PolicyError(f"{source}: [limits] must be a table")
-        _only(limits, {"timeout", "memory"}, f"{source}: [limits]")
-        if "timeout" in limits:
-            kw["timeout"] = parse_duration(limits["timeout"], "limits.timeout")
-        if "memory" in limits:
-            kw["memory"] = parse_size(limits["memory"], "limits.memory")
+        _only(limits, LIMIT_KEYS, f"{source}: [limits]")
+        for key in ("timeout", "cpu_time"):
+            if key in limits:
+                kw[key] = parse_duration(limits[key], f"limits.{key}")
+        for key in ("memory", "output"):
+            if key in limits:
+                kw[key] = parse_size(limits[key], f"limits.{key}")
+        for key in _INT_LIMITS:
+            if key in limits:
+                v = limits[key]
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise PolicyError(f"limits.{key}: expected a whole number, got {v!r}")
+                kw[key] = v
+        if "kill_on_refusal" in limits:
+            if not isinstance(limits["kill_on_refusal"], bool):
+                raise PolicyError("limits.kill_on_refusal: expected true or false")
+            kw["kill_on_refusal"] = limits["kill_on_refusal"]
         private = data.get("private", {})
         if not isinstance(private, Mapping):
             raise PolicyError(f"{source}: [private] must be a table")
@@ -265,7 +324,13 @@ class Policy:
         return {
             "limits": {
                 "timeout": format_duration(self.timeout),
+                "cpu_time": format_duration(self.cpu_time),
                 "memory": format_size(self.memory),
+                "output": format_size(self.output),
+                "open_files": self.open_files,
+                "threads": self.threads,
+                "recursion_limit": self.recursion_limit,
+                "kill_on_refusal": self.kill_on_refusal,
             },
             "private": self.private.to_dict(),
             "mount": [_mount_dict(m) for m in self.mounts],
