@@ -1,9 +1,10 @@
 """The ``sandbox-run`` command: a thin shell over the API.
 
 Exit status: the guest's own status when it ran to completion; otherwise one
-of the statuses in ``result.py`` (124 timeout, 120 policy violation, 119
-sandbox failure, 128+N killed by signal N) or 125 for a usage or
-configuration error.  The reason is printed on stderr in one line.
+of the statuses in ``result.py`` (124 timeout, 123 CPU limit, 122 memory
+limit, 121 output limit, 120 policy violation, 119 sandbox failure, 128+N
+killed by signal N) or 125 for a usage or configuration error.  The reason
+is printed on stderr in one line.
 
 Imports are lazy: parsing the command line must not pay for trio.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -37,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         usage=f"{PROG} [options] (SCRIPT | -c CODE | --exec PROGRAM) [ARGS...]",
         description="Run untrusted Python (or any program) in a sandbox whose system calls "
         "are virtualised by a trusted controller.",
-        epilog="Exit status: the guest's own, or 124 timeout, 120 policy violation, "
-        "119 sandbox failure, 125 usage error, 128+N killed by signal N.",
+        epilog="Exit status: the guest's own, or 124 timeout, 123 CPU limit, 122 memory limit, "
+        "121 output limit, 120 policy violation, 119 sandbox failure, 125 usage error, "
+        "128+N killed by signal N.",
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument("-c", dest="code", metavar="CODE", help="run CODE (a Python program)")
@@ -196,8 +199,28 @@ def _write(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+class _LogFormat(logging.Formatter):
+    """The library's log lines as the CLI's own: ``sandbox-run: warning: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:  # a controller bug: the traceback helps report it
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormat())
+    logger = logging.getLogger("sandbox_run")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     ns = _parser().parse_args(argv)
+    _setup_logging()
     if ns.version:
         from . import __version__
 

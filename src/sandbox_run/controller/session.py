@@ -289,7 +289,7 @@ async def run_guest(
         )
         result.gc_max = plan.gc_max
         cgroups = Cgroups.create(plan.cgroup_memory, plan.cgroup_tasks)
-        env = (*program.env, ("PYPY_GC_MAX", str(plan.gc_max)))
+        env = (*program.env, *plan.env)
         if program.bootstrap:
             env = (*env, ("SANDBOX_RUN_RECURSION_LIMIT", str(policy.recursion_limit)))
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

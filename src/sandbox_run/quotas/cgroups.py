@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 
 _counter = itertools.count()
+log = logging.getLogger("sandbox_run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,16 @@ def _layout() -> _Layout | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _warn_unavailable() -> None:
+    log.warning(
+        "no usable cgroups (neither a delegated cgroup v2 with memory and pids, nor "
+        "writable v1 memory and pids hierarchies): the thread limit is not enforced "
+        "(each thread's stack still counts toward the memory limit) and there is no "
+        "kernel memory cap behind RLIMIT_AS"
+    )
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
@@ -117,6 +129,7 @@ class Cgroups:
         """New cgroups with these limits, or None where cgroups are unusable."""
         layout = _layout()
         if layout is None:
+            _warn_unavailable()
             return None
         name = f"sandbox-run-{os.getpid()}-{next(_counter)}"
         mem = os.path.join(layout.memory, name)
