@@ -11,6 +11,14 @@ A policy file is TOML::
     guest = "/data"        # where the guest sees it (absolute)
     mode = "ro"            # "ro" (default) or "rw"
 
+    [network]              # see docs/network.md; nothing is reachable by default
+    allow = ["example.com:443", "*.example.com:443", "udp:10.0.0.53:53"]
+    listen = ["8080"]      # TCP ports the guest may listen on, loopback only
+    max_connections = 32
+    max_bytes = "100MiB"   # optional cap on bytes transferred
+    [network.hosts]
+    "api.test" = "127.0.0.5"
+
 Every key is optional; unknown keys are an error that names the key.  Values
 carry their units ("30s", "512MiB"): a bare number is refused, never guessed.
 In the Python API the same settings are plain numbers in seconds and bytes.
@@ -25,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import PolicyError
+from ..net.config import NetworkPolicy
 from .units import format_duration, format_size, parse_duration, parse_size
 
 MiB = 1 << 20
@@ -97,6 +106,7 @@ class Policy:
     timeout: float = DEFAULT_TIMEOUT
     memory: int = DEFAULT_MEMORY
     mounts: tuple[Mount, ...] = field(default=())
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
@@ -117,6 +127,8 @@ class Policy:
             if m.guest in seen:
                 raise PolicyError(f"mount {m.guest}: mounted twice")
             seen.add(m.guest)
+        if not isinstance(self.network, NetworkPolicy):
+            raise PolicyError(f"network: expected a NetworkPolicy, got {self.network!r}")
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)
@@ -143,7 +155,7 @@ class Policy:
         cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
     ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
-        _only(data, {"limits", "mount"}, source)
+        _only(data, {"limits", "mount", "network"}, source)
         kw: dict[str, Any] = {}
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
@@ -169,6 +181,13 @@ class Policy:
             host = os.path.join(base_dir, os.path.expanduser(m["host"]))
             out.append(Mount(host, m["guest"], mode))
         kw["mounts"] = tuple(out)
+        if "network" in data:
+            net = data["network"]
+            if not isinstance(net, Mapping):
+                raise PolicyError(f"{source}: [network] must be a table")
+            kw["network"] = NetworkPolicy.from_dict(
+                net, base_dir=base_dir, where=f"{source}: [network]"
+            )
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +198,7 @@ class Policy:
                 "memory": format_size(self.memory),
             },
             "mount": [{"host": m.host, "guest": m.guest, "mode": m.mode} for m in self.mounts],
+            "network": self.network.to_dict(),
         }
 
 
