@@ -11,6 +11,7 @@ import trio
 
 from .controller.session import Exit, GuestProgram, run_guest
 from .errors import PolicyError
+from .net.audit import AuditSink
 from .policy.schema import Policy
 from .policy.units import format_duration
 from .result import Denial, Outcome, Result, errno_name, signal_name
@@ -134,6 +135,8 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         max_rss=ex.max_rss,
         syscalls=dict(ex.stats.counts),
         denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
+        audit=tuple(ex.net.audit.events) if ex.net is not None else (),
+        audit_dropped=ex.net.audit.dropped if ex.net is not None else 0,
     )
 
 
@@ -146,6 +149,7 @@ async def run_program(
     stdout: OutputSink | None,
     stderr: OutputSink | None,
     trace: Callable[[str], None] | None,
+    audit: AuditSink | None = None,
 ) -> Result:
     out = bytearray() if capture_output and stdout is None else None
     err = bytearray() if capture_output and stderr is None else None
@@ -159,7 +163,13 @@ async def run_program(
 
     feed: bytes | int | None = 0 if isinstance(stdin, _Passthrough) else stdin
     ex = await run_guest(
-        program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr), stdin=feed, trace=trace
+        program,
+        policy,
+        stdout=sink(out, stdout),
+        stderr=sink(err, stderr),
+        stdin=feed,
+        trace=trace,
+        audit=audit,
     )
     return _result(ex, policy, out, err)
 

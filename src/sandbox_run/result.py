@@ -7,6 +7,8 @@ import os
 import signal as _signal
 from dataclasses import dataclass, field
 
+from .net.audit import AuditEvent
+
 
 class Outcome(enum.Enum):
     """How a run ended.  Each has a distinct CLI exit status (see ``exit_status``)."""
@@ -48,6 +50,8 @@ class Result:
     max_rss: int = 0  # the guest's peak resident memory, bytes
     syscalls: dict[str, int] = field(default_factory=dict)  # mediated calls by name
     denials: tuple[Denial, ...] = ()
+    audit: tuple[AuditEvent, ...] = ()  # network attempts, allowed or denied, in order
+    audit_dropped: int = 0  # events past the first 10,000 (still sent to --audit FILE)
 
     @property
     def ok(self) -> bool:

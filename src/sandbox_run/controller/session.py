@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import trio
 
 from ..errors import LaunchError, PolicyError
+from ..net.audit import AuditSink
+from ..net.state import NetState
 from ..policy.schema import Policy
 from ..vfs import layout
 from ..vfs.system import SystemImage
@@ -70,6 +72,7 @@ class Exit:
     cpu_time: float = 0.0  # user + system seconds of the guest
     max_rss: int = 0  # peak resident memory of the guest, bytes
     stats: CallStats = field(default_factory=CallStats)
+    net: NetState | None = None  # the network state, with its audit log
 
 
 def _rlimits(policy: Policy) -> tuple[tuple[int, int, int], ...]:
@@ -142,6 +145,22 @@ async def _run_in(
         await fn(*args)
 
 
+async def _background(
+    scope: trio.CancelScope, guest: Guest, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """The nursery where a guest's waiting calls, resolver conversations and
+    relays run; cancelled once the guest is gone."""
+    with scope:
+        async with trio.open_nursery() as inner:
+            guest.nursery = inner
+            task_status.started()
+            await trio.sleep_forever()
+
+
+#: After the guest exits, how long relays may take to deliver what it sent.
+RELAY_DRAIN = 5.0
+
+
 async def _wait_exit(sp: kernel.Spawned, result: Exit) -> int:
     await trio.lowlevel.wait_readable(sp.pidfd)
     reaped = kernel.reap(sp.pid)
@@ -161,6 +180,7 @@ async def run_guest(
     stderr: Sink,
     stdin: bytes | int | None = None,
     trace: Callable[[str], None] | None = None,
+    audit: AuditSink | None = None,
 ) -> Exit:
     start = time.monotonic()
     result = Exit()
@@ -195,11 +215,21 @@ async def run_guest(
             streams.append(trio.lowlevel.FdStream(sp.stdin_fd))
         with trio.move_on_after(policy.timeout) as scope:
             listener = await _handshake(sp)
-            guest = Guest(sp.pid, sp.pidfd, listener, vfs, memory_bytes=policy.memory, trace=trace)
+            net = NetState(policy.network, audit_sink=audit)
+            result.net = net
+            guest = Guest(
+                sp.pid, sp.pidfd, listener, vfs, memory_bytes=policy.memory, trace=trace, net=net
+            )
+            net.socket_inodes = guest.socket_inodes
+            if net.enabled:
+                from ..net.resolver import Resolver
+
+                net.resolver = Resolver(net)
             guest.attach_memory()
             result.stats = guest.stats
             async with trio.open_nursery() as nursery:
-                guest.nursery = nursery
+                background = trio.CancelScope()
+                await nursery.start(_background, background, guest)
                 nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
                 nursery.start_soon(_pump, streams[0], stdout)
                 nursery.start_soon(_pump, streams[1], stderr)
@@ -210,6 +240,9 @@ async def run_guest(
                 reaped = True
                 feeder.cancel()
                 _decode_status(status, result)
+                with trio.move_on_after(RELAY_DRAIN):
+                    await net.relays_done()
+                background.cancel()
                 # The pumps end at end of file; the server when no task is left.
         if scope.cancelled_caught:
             result.timed_out = True

@@ -126,7 +126,10 @@ class AllowList:
             for r in self.rules:
                 if r.proto is proto and port in r.ports and r.kind is HostKind.ANY:
                     return Verdict(True, f"public address, listed as {r}")
-        if special is not None:
+        listed = [r for r in self.rules if self._literal_covers(r, ip)]
+        if listed:
+            why = f"{shown} is listed only as {', '.join(map(str, listed))}"
+        elif special is not None:
             why = f"{special.kind} address {shown} is not listed by IP literal"
         elif names:
             why = f"{shown} ({', '.join(names)}) is not listed for {proto.value} port {port}"

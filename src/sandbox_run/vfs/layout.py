@@ -9,6 +9,14 @@
     /tmp/                     private, writable
     user mounts               from the policy
 
+With network access in the policy, also (docs/network.md):
+
+    /etc/hosts, nsswitch.conf, resolv.conf, host.conf    generated (net/etc.py)
+    /etc/services, /etc/protocols                         the host's, read-only
+    /etc/ssl/certs, /usr/share/ca-certificates            the host's CA bundle, read-only
+    /etc/ssl/openssl.cnf, /usr/lib/ssl/{certs,cert.pem,openssl.cnf}
+                              cert.pem holds the policy's ca_file as well, if any
+
 Nothing else exists.  The two private directories live in a host temporary
 directory that is removed with the sandbox.
 """
@@ -20,6 +28,9 @@ import os
 from dataclasses import dataclass
 
 from ..errors import PolicyError
+from ..net import etc
+from ..net.allowlist import AllowList
+from ..net.config import NetworkPolicy
 from ..policy.schema import Mount, Policy
 from .nodes import mirror_plan
 from .system import SystemImage
@@ -105,6 +116,8 @@ def build(
             f.write(s.content)
     vfs.add_mount(SANDBOX_DIR, sandbox, writable=True)
     vfs.add_mount(b"/tmp", tmp, writable=True)
+    if policy.network.enabled:
+        _add_network_files(vfs, policy.network)
     for m in policy.mounts:
         _add_user_mount(vfs, m)
     vfs.cwd = vfs.resolve(Loc(vfs.root), SANDBOX_DIR, follow=True)
@@ -117,3 +130,53 @@ def _add_user_mount(vfs: Vfs, m: Mount) -> None:
         vfs.add_mount(os.fsencode(m.guest), m.host, writable=m.writable)
     except ValueError as e:
         raise PolicyError(f"mount {m.guest}: {e}") from None
+
+
+_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+_HOST_ONLY = ("/etc/services", "/etc/protocols", "/etc/ssl/openssl.cnf")
+_HOST_DIRS = ("/etc/ssl/certs", "/usr/share/ca-certificates")
+
+
+def _add_network_files(vfs: Vfs, net: NetworkPolicy) -> None:
+    vfs.add_file(b"/etc/hosts", content=etc.hosts_file(AllowList(net).static_hosts()))
+    vfs.add_file(b"/etc/nsswitch.conf", content=etc.NSSWITCH_CONF)
+    vfs.add_file(b"/etc/resolv.conf", content=etc.RESOLV_CONF)
+    vfs.add_file(b"/etc/host.conf", content=etc.HOST_CONF)
+    for path in _HOST_ONLY:
+        if os.path.isfile(path):
+            vfs.add_file(os.fsencode(path), host_path=path)
+    for d in _HOST_DIRS:
+        if os.path.isdir(d):
+            vfs.add_mount(os.fsencode(d), d, writable=False)
+    vfs.add_symlink(b"/usr/lib/ssl/certs", b"/etc/ssl/certs")
+    vfs.add_symlink(b"/usr/lib/ssl/openssl.cnf", b"/etc/ssl/openssl.cnf")
+    if net.ca_file is None:
+        vfs.add_symlink(b"/usr/lib/ssl/cert.pem", _CA_BUNDLE.encode())
+    else:
+        vfs.add_file(b"/usr/lib/ssl/cert.pem", content=_bundle_with(net.ca_file))
+
+
+def _bundle_with(ca_file: str) -> bytes:
+    """The system CA bundle followed by the policy's own CA certificates."""
+
+    def stamp(p: str) -> tuple[int, int]:
+        try:
+            st = os.stat(p)
+        except OSError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    return _bundle_cached(ca_file, stamp(ca_file), stamp(_CA_BUNDLE))
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_cached(ca_file: str, _ca: tuple[int, int], _sys: tuple[int, int]) -> bytes:
+    parts = []
+    for p in (_CA_BUNDLE, ca_file):
+        try:
+            with open(p, "rb") as f:
+                parts.append(f.read(16 << 20))
+        except FileNotFoundError:
+            if p == ca_file:
+                raise PolicyError(f"network.ca_file: {ca_file} does not exist") from None
+    return b"\n".join(part.rstrip(b"\n") for part in parts) + b"\n"
