@@ -97,11 +97,24 @@ def normalize_network(net: IPNetwork) -> IPNetwork:
     return net
 
 
+def _ranges(version: int) -> tuple[tuple[int, int, Special], ...]:
+    # (first, last, block) as integers, most specific first.
+    return tuple(
+        (int(s.network.network_address), int(s.network.broadcast_address), s)
+        for s in SPECIAL
+        if s.network.version == version
+    )
+
+
+_RANGES = {4: _ranges(4), 6: _ranges(6)}
+
+
 def classify(ip: IPAddress) -> Special | None:
     """The most specific special block holding ``ip``, or None if it is public."""
     ip = normalize(ip)
-    for s in SPECIAL:
-        if s.network.version == ip.version and ip in s.network:
+    n = int(ip)
+    for first, last, s in _RANGES[ip.version]:
+        if first <= n <= last:
             return s
     return None
 

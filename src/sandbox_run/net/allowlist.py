@@ -9,8 +9,9 @@ A destination ``(proto, address, port)`` is allowed when
    does not reach them; or
 2. the address is *pinned* to a name that a name rule covers for this port:
    the controller resolved the name itself and the answer included this
-   address.  Only public addresses are ever pinned from resolution; the
-   policy's own ``hosts`` entries are pinned as written (the policy wrote
+   address.  Special addresses are pinned from resolution only when an
+   IP-literal rule lists them (for any port: the policy named the address);
+   the policy's own ``hosts`` entries are pinned as written (the policy wrote
    the literal); or
 3. a ``*:PORT`` rule covers the port and the address is public.
 
@@ -116,8 +117,9 @@ class AllowList:
                 return Verdict(True, f"listed as {r}")
         special = classify(ip)
         names = sorted(self.pins.names_for(ip))
+        listed = [r for r in self.rules if self._literal_covers(r, ip)]
         for name in names:
-            if special is not None and name not in self.pins.literal:
+            if special is not None and name not in self.pins.literal and not listed:
                 continue  # never pinned that way; defence in depth
             for r in self.rules:
                 if r.proto is proto and port in r.ports and r.matches_name(name):
@@ -126,7 +128,6 @@ class AllowList:
             for r in self.rules:
                 if r.proto is proto and port in r.ports and r.kind is HostKind.ANY:
                     return Verdict(True, f"public address, listed as {r}")
-        listed = [r for r in self.rules if self._literal_covers(r, ip)]
         if listed:
             why = f"{shown} is listed only as {', '.join(map(str, listed))}"
         elif special is not None:

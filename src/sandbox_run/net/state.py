@@ -73,6 +73,7 @@ class NetState:
         self.allow = AllowList(policy)
         self.audit = AuditLog(audit_sink)
         self.sockets: dict[int, SockInfo] = {}
+        self.counted = 0  # registered sockets that count towards max_connections
         self.bytes_used = 0  # with max_bytes: bytes relayed so far, both ways
         self.socket_inodes: Callable[[], set[int]] = socket_inodes or set
         self.resolver: object | None = None  # set by the session (net.resolver.Resolver)
@@ -97,21 +98,32 @@ class NetState:
             if len(self.sockets) >= MAX_TRACKED:
                 raise Refused(errno.EMFILE, "too many sockets")
         self.sockets[cookie_of(sock)] = info
+        self.counted += info.counted
         return info
+
+    def forget(self, cookie: int) -> None:
+        """A socket the controller replaced in the guest's descriptor table."""
+        info = self.sockets.pop(cookie, None)
+        if info is not None:
+            self.counted -= info.counted
 
     def sweep(self) -> None:
         """Forget sockets the guest no longer holds."""
         live = self.socket_inodes()
         for cookie in [c for c, i in self.sockets.items() if i.inode not in live]:
-            del self.sockets[cookie]
+            self.forget(cookie)
 
     def at_connection_limit(self) -> bool:
-        """Whether max_connections connections are open (checked before a new one)."""
+        """Whether max_connections connections are open (checked before a new one).
+
+        Connections the guest closed are noticed only here, by looking at its
+        descriptor table, and only when the count says the limit is reached.
+        """
         limit = self.policy.max_connections
-        if sum(i.counted for i in self.sockets.values()) < limit:
+        if self.counted < limit:
             return False
         self.sweep()
-        return sum(i.counted for i in self.sockets.values()) >= limit
+        return self.counted >= limit
 
     # --- relays ---------------------------------------------------------------
     def relay_started(self) -> None:

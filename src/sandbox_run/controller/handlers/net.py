@@ -178,11 +178,15 @@ def _install(
     blocking: bool,
     value: int = 0,
     error: int = 0,
+    replaces: int | None = None,
 ) -> Install:
-    """Register ``sock`` and put it in the guest at ``guest_fd``."""
+    """Register ``sock`` and put it in the guest at ``guest_fd`` in place of
+    the socket with cookie ``replaces``."""
     try:
         info.inode = os.fstat(sock.fileno()).st_ino
         net.register(sock, info)
+        if replaces is not None:
+            net.forget(replaces)
         if blocking:
             os.set_blocking(sock.fileno(), True)
     except BaseException:
@@ -310,12 +314,14 @@ def _connect(call: Call, held: _Held, guest_fd: int, raw: sa.SockAddr) -> Reply:
         err = fresh.getsockopt(SOL_SOCKET, socket.SO_ERROR)
     blocking = held.blocking
     if err == 0:
-        return _install(net, fresh, new, guest_fd, blocking=blocking)
+        return _install(net, fresh, new, guest_fd, blocking=blocking, replaces=held.cookie)
     if err != errno.EINPROGRESS:
         fresh.close()
         raise SyscallError(err, "connect failed")
     if not blocking:
-        return _install(net, fresh, new, guest_fd, blocking=False, error=errno.EINPROGRESS)
+        return _install(
+            net, fresh, new, guest_fd, blocking=False, error=errno.EINPROGRESS, replaces=held.cookie
+        )
     timeout = held.timeout(SO_SNDTIMEO)
 
     async def finish() -> Reply:
@@ -326,9 +332,17 @@ def _connect(call: Call, held: _Held, guest_fd: int, raw: sa.SockAddr) -> Reply:
                 if err:
                     fresh.close()
                     raise SyscallError(err, "connect failed")
-                return _install(net, fresh, new, guest_fd, blocking=True)
+                return _install(net, fresh, new, guest_fd, blocking=True, replaces=held.cookie)
             # SO_SNDTIMEO ran out: the kernel says EINPROGRESS and keeps trying.
-            return _install(net, fresh, new, guest_fd, blocking=True, error=errno.EINPROGRESS)
+            return _install(
+                net,
+                fresh,
+                new,
+                guest_fd,
+                blocking=True,
+                error=errno.EINPROGRESS,
+                replaces=held.cookie,
+            )
         except BaseException:
             if fresh.fileno() >= 0:
                 fresh.close()
@@ -386,7 +400,7 @@ def _connect_relayed(
             for s in (guest_end, ours, remote):
                 s.close()
             raise
-        return _install(net, guest_end, new, guest_fd, blocking=blocking)
+        return _install(net, guest_end, new, guest_fd, blocking=blocking, replaces=held.cookie)
 
     return Later(finish, remote.close)
 
@@ -451,7 +465,7 @@ def _connect_udp(call: Call, held: _Held, guest_fd: int, addr: sa.InetAddr) -> R
         fresh.close()
         raise
     new = SockInfo(Kind.DGRAM, info.family, Proto.UDP, 0, info.cloexec, addr, verdict.name)
-    return _install(net, fresh, new, guest_fd, blocking=held.blocking)
+    return _install(net, fresh, new, guest_fd, blocking=held.blocking, replaces=held.cookie)
 
 
 def _no_udp_with_cap(net: NetState, addr: sa.InetAddr) -> None:
@@ -485,7 +499,7 @@ def _connect_resolver(call: Call, held: _Held, guest_fd: int, addr: sa.InetAddr)
         ours.close()
         raise
     new = SockInfo(Kind.RESOLVER, AF_UNIX, Proto.TCP, 0, info.cloexec, addr)
-    return _install(net, guest_end, new, guest_fd, blocking=held.blocking)
+    return _install(net, guest_end, new, guest_fd, blocking=held.blocking, replaces=held.cookie)
 
 
 # --- bind, listen, accept -------------------------------------------------------
@@ -515,7 +529,7 @@ def bind(call: Call) -> Reply:
             fresh.close()
             raise SyscallError(e.errno or errno.EINVAL, "bind failed") from None
         new = SockInfo(Kind.BOUND, info.family, Proto.TCP, 0, info.cloexec)
-        return _install(net, fresh, new, guest_fd, blocking=held.blocking)
+        return _install(net, fresh, new, guest_fd, blocking=held.blocking, replaces=held.cookie)
 
 
 _ONLY_LOOPBACK = "only loopback addresses may be bound"
@@ -791,7 +805,9 @@ def _send(
         raise SyscallError(errno.EAGAIN, "would block")
     result = _finish_send(call, sent, many, base)
     if fresh is not None and info is not None:
-        return _install(net, target, fresh, guest_fd, blocking=held.blocking, value=result)
+        return _install(
+            net, target, fresh, guest_fd, blocking=held.blocking, value=result, replaces=held.cookie
+        )
     return result
 
 
