@@ -10,11 +10,13 @@ import contextlib
 import http.server
 import ipaddress
 import pathlib
+import select
 import socket
 import ssl
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -68,9 +70,21 @@ class TcpServer:
         self._thread.start()
         return self
 
+    def settle(self, limit: float = 5.0) -> None:
+        """Wait until every connection the kernel completed has been accepted,
+        so that ``accepted`` counts them all."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if not select.select([self.sock], [], [], 0)[0]:
+                time.sleep(0.02)  # one more look: the loop may be between accepts
+                if not select.select([self.sock], [], [], 0)[0]:
+                    return
+            time.sleep(0.01)
+
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.settle()
         self._stop = True
         with contextlib.suppress(OSError):  # wake the accept loop
             socket.create_connection((self.host, self.port), timeout=1).close()
@@ -116,7 +130,9 @@ class UdpServer:
 
 class DnsServer:
     """A DNS server over UDP whose answers the test changes: ``answers[name]``
-    is a list of addresses (A and AAAA); other names get NXDOMAIN."""
+    is a list of addresses (A and AAAA); other names get NXDOMAIN.
+    ``rebind[name]`` replaces the answer for every question after the first
+    two (A and AAAA), as a rebinding attacker's server would."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -124,6 +140,7 @@ class DnsServer:
         self.sock.settimeout(0.2)
         self.address = f"{host}:{self.sock.getsockname()[1]}"
         self.answers: dict[str, list[str]] = {}
+        self.rebind: dict[str, list[str]] = {}
         self.questions: list[str] = []
         self._stop = False
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -149,6 +166,8 @@ class DnsServer:
         name = ".".join(labels).lower()
         self.questions.append(name)
         addrs = self.answers.get(name)
+        if name in self.rebind and self.questions.count(name) > 2:
+            addrs = self.rebind[name]
         if addrs is None:
             return struct.pack(">HHHHHH", msg_id, 0x8183, 1, 0, 0, 0) + question
         records = b""

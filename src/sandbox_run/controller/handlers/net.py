@@ -217,12 +217,12 @@ def socket_(call: Call) -> Reply:
     if domain == AF_UNIX:
         net.record("socket", False, "unix-domain sockets reach host services by path")
         raise Refused(errno.EACCES, "unix-domain sockets are not allowed")
+    if domain not in (AF_INET, AF_INET6, AF_PACKET):
+        net.record("socket", False, f"address family {domain} is not served")
+        raise Refused(errno.EAFNOSUPPORT, f"address family {domain} is not served")
     if domain == AF_PACKET or kind == SOCK_RAW:
         net.record("socket", False, f"raw and packet sockets are not allowed: {what}")
         raise Refused(errno.EPERM, "raw and packet sockets need CAP_NET_RAW")
-    if domain not in (AF_INET, AF_INET6):
-        net.record("socket", False, f"address family {domain} is not served")
-        raise Refused(errno.EAFNOSUPPORT, f"address family {domain} is not served")
     if kind == SOCK_STREAM and proto in (0, IPPROTO_TCP):
         p = Proto.TCP
     elif kind == SOCK_DGRAM and proto in (0, IPPROTO_UDP):
