@@ -130,10 +130,10 @@ class AllowList:
                     return Verdict(True, f"public address, listed as {r}")
         if listed:
             why = f"{shown} is listed only as {', '.join(map(str, listed))}"
-        elif special is not None:
-            why = f"{special.kind} address {shown} is not listed by IP literal"
         elif names:
             why = f"{shown} ({', '.join(names)}) is not listed for {proto.value} port {port}"
+        elif special is not None:
+            why = f"{special.kind} address {shown} is not listed by IP literal"
         else:
             why = f"{proto.value} {shown} is not in the allow-list"
         return Verdict(False, why, names[0] if names else None)
