@@ -499,7 +499,14 @@ def _setns(fd: int) -> None:
 
 
 def socket_in_netns(ns_fd: int, family: int, type_: int, proto: int) -> socket.socket:
-    """A new socket in the network namespace ``ns_fd``.
+    """A new socket in the network namespace ``ns_fd``."""
+    return sockets_in_netns(ns_fd, family, type_, proto, 1)[0]
+
+
+def sockets_in_netns(
+    ns_fd: int, family: int, type_: int, proto: int, count: int
+) -> list[socket.socket]:
+    """``count`` new sockets in the network namespace ``ns_fd``.
 
     The calling thread enters it for the one socket(2) call and returns to its
     own namespace.  Should it fail to return, every socket it makes later is
@@ -509,8 +516,15 @@ def socket_in_netns(ns_fd: int, family: int, type_: int, proto: int) -> socket.s
     if own is None:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         _own_ns.fd = own
+    out: list[socket.socket] = []
     _setns(ns_fd)
     try:
-        return socket.socket(family, type_, proto)
+        for _ in range(count):
+            out.append(socket.socket(family, type_, proto))
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
     finally:
         _setns(own)
+    return out

@@ -22,14 +22,16 @@ a connection.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
-from .addresses import IPAddress, classify, normalize
+from .addresses import IPAddress, Special, classify, normalize
 from .config import NetworkPolicy
 from .rules import HostKind, PortRange, Proto, Rule
 
 #: Names the controller will resolve and pin for one sandbox.
 MAX_PINNED_NAMES = 256
+_UNKNOWN = Special("unknown", ipaddress.ip_network("0.0.0.0/32"))  # "not classified yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,11 @@ class AllowList:
         self.rules = policy.rules
         self.listen_ports = policy.listen_ports
         self.pins = Pins()
+        # Per protocol, for the connect-time check: IP-literal rules, the
+        # others, and the reason each gives (computed once, not per call).
+        self._literal = {p: [r for r in self.rules if r.proto is p and r.network] for p in Proto}
+        self._named = {p: [r for r in self.rules if r.proto is p and not r.network] for p in Proto}
+        self._listed_as = {r: f"listed as {r}" for r in self.rules}
         for name, addrs in policy.host_map:
             if self.permits_name(name):
                 self.pins.add(name, addrs, literal=True)
@@ -96,13 +103,14 @@ class AllowList:
 
     # --- destinations ------------------------------------------------------
     @staticmethod
-    def _literal_covers(rule: Rule, ip: IPAddress) -> bool:
+    def _literal_covers(rule: Rule, ip: IPAddress, special: Special | None = _UNKNOWN) -> bool:
         net = rule.network
         if rule.kind is not HostKind.NET or net is None or net.version != ip.version:
             return False
         if ip not in net:
             return False
-        special = classify(ip)
+        if special is _UNKNOWN:
+            special = classify(ip)
         if special is None:
             return True
         block = special.network
@@ -111,23 +119,41 @@ class AllowList:
     def check(self, proto: Proto, ip: IPAddress, port: int) -> Verdict:
         """May the guest reach ``ip:port`` over ``proto``?"""
         ip = normalize(ip)
-        shown = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-        for r in self.rules:
-            if r.proto is proto and port in r.ports and self._literal_covers(r, ip):
-                return Verdict(True, f"listed as {r}")
         special = classify(ip)
-        names = sorted(self.pins.names_for(ip))
-        listed = [r for r in self.rules if self._literal_covers(r, ip)]
-        for name in names:
-            if special is not None and name not in self.pins.literal and not listed:
-                continue  # never pinned that way; defence in depth
-            for r in self.rules:
-                if r.proto is proto and port in r.ports and r.matches_name(name):
-                    return Verdict(True, f"{name} (pinned to {ip}) is listed as {r}", name)
+        for r in self._literal[proto]:
+            if port in r.ports and self._literal_covers(r, ip, special):
+                return Verdict(True, self._listed_as[r])
+        names = self.pins.by_address.get(ip)
+        listed: list[Rule] | None = None
+        if names:
+            if special is not None:
+                listed = [r for r in self.rules if self._literal_covers(r, ip, special)]
+            for name in sorted(names):
+                if special is not None and name not in self.pins.literal and not listed:
+                    continue  # never pinned that way; defence in depth
+                for r in self._named[proto]:
+                    if port in r.ports and r.matches_name(name):
+                        return Verdict(
+                            True, f"{name} (pinned to {ip}) is {self._listed_as[r]}", name
+                        )
         if special is None:
-            for r in self.rules:
-                if r.proto is proto and port in r.ports and r.kind is HostKind.ANY:
-                    return Verdict(True, f"public address, listed as {r}")
+            for r in self._named[proto]:
+                if port in r.ports and r.kind is HostKind.ANY:
+                    return Verdict(True, f"public address, {self._listed_as[r]}")
+        return self._denial(proto, ip, port, special, sorted(names or ()), listed)
+
+    def _denial(
+        self,
+        proto: Proto,
+        ip: IPAddress,
+        port: int,
+        special: Special | None,
+        names: list[str],
+        listed: list[Rule] | None,
+    ) -> Verdict:
+        shown = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+        if listed is None:
+            listed = [r for r in self.rules if self._literal_covers(r, ip, special)]
         if listed:
             why = f"{shown} is listed only as {', '.join(map(str, listed))}"
         elif names:

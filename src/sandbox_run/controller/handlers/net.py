@@ -28,6 +28,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -236,7 +237,7 @@ def socket_(call: Call) -> Reply:
     if not net.enabled:
         net.record("socket", False, "network access is not granted by the policy", p)
         raise Refused(errno.EACCES, "network access is not granted by the policy")
-    s = _placeholder(domain, kind, p)
+    s = _PLACEHOLDERS.take(domain, kind, p)
     cloexec = bool(flags & SOCK_CLOEXEC)
     try:
         info = SockInfo(Kind.PLACEHOLDER, domain, p, os.fstat(s.fileno()).st_ino, cloexec)
@@ -249,16 +250,37 @@ def socket_(call: Call) -> Reply:
     return Inject(s.detach(), cloexec)
 
 
-def _placeholder(family: int, kind: int, proto: Proto) -> socket.socket:
-    num = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
-    type_ = kind | SOCK_NONBLOCK | SOCK_CLOEXEC
-    ns = kernel.isolated_netns()
-    try:
-        if ns is None:
-            return socket.socket(family, type_, num)
-        return kernel.socket_in_netns(ns, family, type_, num)
-    except OSError as e:
-        raise SyscallError(e.errno or errno.ENOBUFS, "socket creation failed") from None
+class _Placeholders:
+    """Unused sockets in the empty namespace, made a batch at a time: entering
+    the namespace costs two setns(2) calls, paid once per batch."""
+
+    BATCH = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[tuple[int, int, int], list[socket.socket]] = {}
+
+    def take(self, family: int, kind: int, proto: Proto) -> socket.socket:
+        num = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
+        type_ = kind | SOCK_NONBLOCK | SOCK_CLOEXEC
+        key = (family, type_, num)
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if not free:
+                free += self._make(family, type_, num)
+            return free.pop()
+
+    def _make(self, family: int, type_: int, num: int) -> list[socket.socket]:
+        ns = kernel.isolated_netns()
+        try:
+            if ns is None:
+                return [socket.socket(family, type_, num)]
+            return kernel.sockets_in_netns(ns, family, type_, num, self.BATCH)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.ENOBUFS, "socket creation failed") from None
+
+
+_PLACEHOLDERS = _Placeholders()
 
 
 # --- connect ------------------------------------------------------------------
