@@ -495,3 +495,41 @@ def test_ipv6_loopback_literal() -> None:
         )
     assert r.ok, r.stderr
     assert r.stdout == b"b'echo:six'\n"
+
+
+def test_a_connect_that_waits_does_not_stop_the_sandbox() -> None:
+    # A listener whose queue is full drops new SYNs: connects to it hang.
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.5", 0))
+    stuck.listen(0)
+    port = stuck.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.5", port), timeout=5)
+    try:
+        r = run(
+            f"""
+            import errno, os, socket, struct, threading
+            done = []
+            def busy():
+                for _ in range(50):
+                    os.getuid()  # mediated: answered while the connect waits
+                done.append(True)
+            s = socket.socket()  # blocking, with a send timeout: connect gives up
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 500000))
+            t = threading.Thread(target=busy)
+            t.start()
+            e = s.connect_ex(("127.0.0.5", {port}))
+            finished_first = bool(done)
+            t.join()
+            print(errno.errorcode[e], finished_first)
+            n = socket.socket()
+            n.setblocking(False)
+            print(errno.errorcode[n.connect_ex(("127.0.0.5", {port}))])
+            print(errno.errorcode[n.connect_ex(("127.0.0.5", {port}))])
+            """,
+            NetworkPolicy(allow=(f"127.0.0.5:{port}",)),
+        )
+    finally:
+        filler.close()
+        stuck.close()
+    assert r.ok, r.stderr
+    assert r.stdout == b"EINPROGRESS True\nEINPROGRESS\nEALREADY\n"
