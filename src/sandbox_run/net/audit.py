@@ -45,11 +45,14 @@ log = logging.getLogger("sandbox_run")
 
 class AuditLog:
     MAX_KEPT = 10_000
+    #: Events written to the sink; past this a guest could fill a disk.
+    MAX_SINK = 1_000_000
 
     def __init__(self, sink: AuditSink | None = None) -> None:
         self.events: list[AuditEvent] = []
         self.dropped = 0
         self.sink = sink
+        self.sent = 0
         self.started = time.monotonic()
 
     def record(
@@ -77,7 +80,15 @@ class AuditLog:
             self.events.append(ev)
         else:
             self.dropped += 1
-        if self.sink is not None:
+        if self.sink is not None and self.sent <= self.MAX_SINK:
+            self.sent += 1
+            if self.sent > self.MAX_SINK:
+                ev = AuditEvent(
+                    ev.time,
+                    "limit",
+                    False,
+                    f"{self.MAX_SINK} events written: later ones are only counted",
+                )
             try:
                 self.sink(ev)
             except Exception:  # the Result still has it; the guest's call must not fail

@@ -129,7 +129,10 @@ class Resolver:
 
     async def serve(self, sock: socket.socket) -> None:
         """DNS over TCP (two-byte length, then the message) on the controller's
-        end of one guest conversation, until the guest hangs up."""
+        end of one guest conversation, until the guest hangs up.
+
+        The caller counted the conversation in ``state.conversations``.
+        """
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         denied: set[str] = set()
         try:
@@ -150,6 +153,8 @@ class Resolver:
                     await stream.send_all(len(reply).to_bytes(2, "big") + reply)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+        finally:
+            self.state.conversations -= 1
 
 
 async def _read_exact(stream: trio.SocketStream, n: int) -> bytes | None:

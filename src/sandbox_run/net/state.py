@@ -24,6 +24,8 @@ from .rules import Proto
 from .sockaddr import InetAddr
 
 SO_COOKIE = 57
+#: Conversations with the virtual resolver one guest may hold open at once.
+MAX_RESOLVER_CONVERSATIONS = 16
 #: Sockets remembered per guest before forgotten ones are swept.
 MAX_TRACKED = 4096
 
@@ -78,6 +80,7 @@ class NetState:
         self.socket_inodes: Callable[[], set[int]] = socket_inodes or set
         self.resolver: object | None = None  # set by the session (net.resolver.Resolver)
         self.relays = 0  # relays running
+        self.conversations = 0  # open conversations with the virtual resolver
         self._cap_recorded = False
         self._relays_idle = trio.Event()
         self._relays_idle.set()

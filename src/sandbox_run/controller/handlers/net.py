@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import select
 import signal
@@ -39,11 +40,12 @@ from ...net import sockaddr as sa
 from ...net.addresses import classify, normalize
 from ...net.etc import RESOLVER_ADDRESS, RESOLVER_PORT
 from ...net.rules import Proto
-from ...net.state import Kind, NetState, SockInfo
+from ...net.state import MAX_RESOLVER_CONVERSATIONS, Kind, NetState, SockInfo
 from .. import kernel
 from ..dispatch import Call, Inject, Install, Later, Reply
 from . import handles
 
+log = logging.getLogger("sandbox_run")
 _U32 = 0xFFFF_FFFF
 AF_UNIX, AF_INET, AF_INET6, AF_PACKET = 1, 2, 10, 17
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
@@ -259,6 +261,7 @@ class _Placeholders:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._free: dict[tuple[int, int, int], list[socket.socket]] = {}
+        self._warned = False
 
     def take(self, family: int, kind: int, proto: Proto) -> socket.socket:
         num = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
@@ -274,6 +277,12 @@ class _Placeholders:
         ns = kernel.isolated_netns()
         try:
             if ns is None:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "no empty network namespace (needs CAP_SYS_ADMIN): unconnected "
+                        "guest sockets live in the host's, guarded by mediation alone"
+                    )
                 return [socket.socket(family, type_, num)]
             return kernel.sockets_in_netns(ns, family, type_, num, self.BATCH)
         except OSError as e:
@@ -513,6 +522,8 @@ def _connect_resolver(call: Call, held: _Held, guest_fd: int, addr: sa.InetAddr)
     resolver = net.resolver
     if info is None or not isinstance(resolver, Resolver):
         raise SyscallError(errno.ECONNREFUSED, "no resolver")
+    if net.conversations >= MAX_RESOLVER_CONVERSATIONS:
+        raise Refused(errno.ECONNREFUSED, "too many open conversations with the resolver")
     guest_end, ours = socket.socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)
     try:
         call.guest.nursery.start_soon(resolver.serve, ours)
@@ -520,6 +531,7 @@ def _connect_resolver(call: Call, held: _Held, guest_fd: int, addr: sa.InetAddr)
         guest_end.close()
         ours.close()
         raise
+    net.conversations += 1
     new = SockInfo(Kind.RESOLVER, AF_UNIX, Proto.TCP, 0, info.cloexec, addr)
     return _install(net, guest_end, new, guest_fd, blocking=held.blocking, replaces=held.cookie)
 
