@@ -4,6 +4,7 @@ destinations, names, listening, limits and the audit log."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -533,3 +534,57 @@ def test_a_connect_that_waits_does_not_stop_the_sandbox() -> None:
         stuck.close()
     assert r.ok, r.stderr
     assert r.stdout == b"EINPROGRESS True\nEINPROGRESS\nEALREADY\n"
+
+
+def test_byte_cap_counts_accepted_connections_too() -> None:
+    ready = threading.Event()
+    port_box: list[int] = []
+    lines: list[str] = []
+
+    def client() -> None:
+        ready.wait(20)
+        if port_box:
+            with socket.create_connection(("127.0.0.1", port_box[0]), timeout=5) as c:
+                c.sendall(bytes(100))
+                with contextlib.suppress(OSError):  # the relay resets: 70 bytes unread
+                    c.recv(10)
+
+    def out(data: bytes) -> None:
+        for line in data.decode().splitlines():
+            lines.append(line)
+            if line.startswith("port "):
+                port_box.append(int(line.split()[1]))
+                ready.set()
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        job = functools.partial(
+            sandbox_run.run_async,
+            textwrap.dedent("""
+            import socket
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            print("port", s.getsockname()[1], flush=True)
+            c, _ = s.accept()
+            got = b""
+            while True:
+                chunk = c.recv(1000)
+                if not chunk:
+                    break
+                got += chunk
+            print("got", len(got), flush=True)
+            """),
+            policy=Policy(network=NetworkPolicy(listen=("0",), max_bytes=30)),
+            stdout=out,
+        )
+        r = trio.run(job)
+    finally:
+        ready.set()
+        t.join(20)
+    assert r.ok, r.stderr
+    assert lines[1:] == ["got 30"]
+    assert [e.reason for e in r.audit if e.action == "limit"] == [
+        "30 bytes transferred (max_bytes)"
+    ]

@@ -651,6 +651,30 @@ def _accept(call: Call, flags: int) -> Reply:
     return Later(wait, sock.close)
 
 
+def _relay_accepted(
+    call: Call, net: NetState, conn: socket.socket, info: SockInfo
+) -> socket.socket:
+    """With a byte cap, an accepted connection is relayed like a made one:
+    the guest gets one end of a socket pair."""
+    from ...net.relay import Relay
+
+    if net.byte_spent():
+        net.byte_cap_reached()
+        raise Refused(errno.ECONNABORTED, "the byte cap (max_bytes) is used up")
+    guest_end, ours = socket.socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)
+    os.set_blocking(conn.fileno(), False)
+    relay = Relay(net, ours, conn)
+    try:
+        call.guest.nursery.start_soon(relay.run)
+    except BaseException:
+        guest_end.close()
+        ours.close()
+        raise
+    info.kind, info.relay = Kind.RELAY, relay
+    info.inode = os.fstat(guest_end.fileno()).st_ino
+    return guest_end
+
+
 def _try_accept(lsock: socket.socket) -> tuple[socket.socket, object] | None:
     # Poll first, then accept with no await between: the shared description
     # may be blocking, and an accept on an empty queue would stop the controller.
@@ -698,6 +722,8 @@ def _accepted(
             peer,
             counted=True,
         )
+        if net.relayed:
+            conn = _relay_accepted(call, net, conn, info)
         net.register(conn, info)
         os.set_blocking(conn.fileno(), not flags & SOCK_NONBLOCK)
     except BaseException:
