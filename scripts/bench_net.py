@@ -103,7 +103,7 @@ def sandboxed(code: str, policy: Policy, *args: object) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--connects", type=int, default=1000)
     ap.add_argument("--megabytes", type=int, default=100)
     opts = ap.parse_args()
