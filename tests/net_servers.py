@@ -125,6 +125,13 @@ class UdpServer:
     def __exit__(self, *exc: object) -> None:
         self._stop = True
         self._thread.join(5)
+        # Whatever reached the socket counts, read or not yet.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.datagrams.append(self.sock.recv(65536))
+            except OSError:
+                break
         self.sock.close()
 
 

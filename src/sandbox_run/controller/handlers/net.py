@@ -335,7 +335,15 @@ def _connect(call: Call, held: _Held, guest_fd: int, raw: sa.SockAddr) -> Reply:
         net.record("limit", False, why, Proto.TCP, addr, verdict.name)
         raise Refused(errno.EAGAIN, why)
     new = SockInfo(
-        Kind.STREAM, info.family, Proto.TCP, 0, info.cloexec, addr, verdict.name, counted=True
+        Kind.STREAM,
+        info.family,
+        Proto.TCP,
+        0,
+        info.cloexec,
+        addr,
+        verdict.name,
+        counted=True,
+        options=info.options,  # replayed again should this connection fail and be retried
     )
     if net.relayed:
         return _connect_relayed(call, held, guest_fd, addr, info, new)
@@ -495,7 +503,16 @@ def _connect_udp(call: Call, held: _Held, guest_fd: int, addr: sa.InetAddr) -> R
     except BaseException:
         fresh.close()
         raise
-    new = SockInfo(Kind.DGRAM, info.family, Proto.UDP, 0, info.cloexec, addr, verdict.name)
+    new = SockInfo(
+        Kind.DGRAM,
+        info.family,
+        Proto.UDP,
+        0,
+        info.cloexec,
+        addr,
+        verdict.name,
+        options=info.options,
+    )
     return _install(net, fresh, new, guest_fd, blocking=held.blocking, replaces=held.cookie)
 
 
@@ -1004,6 +1021,6 @@ def setsockopt(call: Call) -> Reply:
             held.s.setsockopt(level, opt, value)
         except OSError as e:
             raise SyscallError(e.errno or errno.EINVAL, "setsockopt failed") from None
-        if info is not None and info.kind is Kind.PLACEHOLDER:
-            info.options[(level, opt)] = value
+        if info is not None:
+            info.options[(level, opt)] = value  # for a socket the controller makes anew
     return 0
