@@ -29,6 +29,8 @@ _EXPORTS = {
     "LaunchError": "errors",
     "PolicyError": "errors",
     "SandboxError": "errors",
+    "AuditEvent": "net.audit",
+    "NetworkPolicy": "net.config",
     "Mount": "policy.schema",
     "Policy": "policy.schema",
     "Quota": "policy.schema",
@@ -51,6 +53,8 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers (re-exported)
     from .errors import LaunchError as LaunchError
     from .errors import PolicyError as PolicyError
     from .errors import SandboxError as SandboxError
+    from .net.audit import AuditEvent as AuditEvent
+    from .net.config import NetworkPolicy as NetworkPolicy
     from .policy.schema import Mount as Mount
     from .policy.schema import Policy as Policy
     from .policy.schema import Quota as Quota

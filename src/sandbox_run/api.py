@@ -11,6 +11,7 @@ import trio
 
 from .controller.session import Exit, GuestProgram, run_guest
 from .errors import PolicyError
+from .net.audit import AuditSink
 from .policy.schema import Policy
 from .policy.units import format_duration, format_size
 from .quotas import limits
@@ -184,6 +185,8 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         filesystem=ex.filesystem,
         exception=GuestException(*ex.exception) if ex.exception is not None else None,
         violation=Denial(v.syscall, errno_name(v.errno), v.reason) if v is not None else None,
+        audit=tuple(ex.net.audit.events) if ex.net is not None else (),
+        audit_dropped=ex.net.audit.dropped if ex.net is not None else 0,
     )
 
 
@@ -196,6 +199,7 @@ async def run_program(
     stdout: OutputSink | None,
     stderr: OutputSink | None,
     trace: Callable[[str], None] | None,
+    audit: AuditSink | None = None,
 ) -> Result:
     out = bytearray() if capture_output and stdout is None else None
     err = bytearray() if capture_output and stderr is None else None
@@ -209,7 +213,13 @@ async def run_program(
 
     feed: bytes | int | None = 0 if isinstance(stdin, _Passthrough) else stdin
     ex = await run_guest(
-        program, policy, stdout=sink(out, stdout), stderr=sink(err, stderr), stdin=feed, trace=trace
+        program,
+        policy,
+        stdout=sink(out, stdout),
+        stderr=sink(err, stderr),
+        stdin=feed,
+        trace=trace,
+        audit=audit,
     )
     return _result(ex, policy, out, err)
 

@@ -16,8 +16,11 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from .net.audit import AuditEvent
 
 PROG = "sandbox-run"
 EXIT_USAGE = 125  # keep in step with result.EXIT_USAGE (not imported: start-up cost)
@@ -109,6 +112,33 @@ def _parser() -> argparse.ArgumentParser:
         help="a private in-memory directory (repeatable; default size 256MiB)",
     )
     p.add_argument(
+        "--allow-net",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="allow connections to HOST:PORT (repeatable): example.com:443, *.example.com:443, "
+        "10.0.0.0/8:5432, [::1]:8080, udp:10.0.0.53:53",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="PORT",
+        action="append",
+        default=[],
+        help="allow listening on a loopback TCP port (repeatable; 0: a port the kernel picks)",
+    )
+    p.add_argument(
+        "--add-host",
+        metavar="NAME=ADDRESS",
+        action="append",
+        default=[],
+        help="resolve NAME to ADDRESS in the sandbox, as /etc/hosts would (repeatable)",
+    )
+    p.add_argument(
+        "--audit",
+        metavar="FILE",
+        help="write every network attempt, allowed or denied, to FILE as JSON lines",
+    )
+    p.add_argument(
         "--stdin",
         action="store_true",
         help="pass standard input through to the guest (default: empty input)",
@@ -185,6 +215,22 @@ def _policy(ns: argparse.Namespace) -> object:
             raise TypeError(current)
         changes["mounts"] = tuple(
             dataclasses.replace(m, diff=True) if m.mode in ("rw", "overlay") else m for m in current
+        )
+    if ns.allow_net or ns.listen or ns.add_host:
+        from .errors import PolicyError
+
+        net = policy.network
+        hosts = dict(net.hosts)
+        for spec in ns.add_host:
+            name, eq, addr = spec.partition("=")
+            if not eq or not name or not addr:
+                raise PolicyError(f"--add-host {spec!r}: expected NAME=ADDRESS")
+            hosts[name] = addr
+        changes["network"] = dataclasses.replace(
+            net,
+            allow=(*net.allow, *ns.allow_net),
+            listen=(*net.listen, *ns.listen),
+            hosts=hosts,
         )
     return policy.replace(**changes) if changes else policy
 
@@ -267,6 +313,7 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
     else:
         raise TypeError("no script")
     trace = (lambda line: _write(2, line.encode(errors="replace") + b"\n")) if ns.trace else None
+    audit = _audit_sink(ns.audit) if ns.audit else None
     job = functools.partial(
         api.run_program,
         program,
@@ -276,6 +323,7 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
         stdout=None if ns.json else functools.partial(_write, 1),
         stderr=None if ns.json else functools.partial(_write, 2),
         trace=trace,
+        audit=audit,
     )
     result = trio.run(job)
     if ns.json:
@@ -295,6 +343,22 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
     if result.outcome is not Outcome.COMPLETED:
         sys.stderr.write(f"{PROG}: {result.outcome.value}: {result.reason}\n")
     return result.exit_status
+
+
+def _audit_sink(path: str) -> Callable[[AuditEvent], None]:
+    """Write each audit event to ``path`` as one JSON line, as it happens."""
+    from .errors import PolicyError
+
+    try:
+        f = open(path, "w", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
+    except OSError as e:
+        raise PolicyError(f"--audit {path}: {e.strerror}") from None
+
+    def write(event: AuditEvent) -> None:
+        f.write(event.to_json() + "\n")
+        f.flush()
+
+    return write
 
 
 if __name__ == "__main__":

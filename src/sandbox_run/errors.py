@@ -33,3 +33,11 @@ class SyscallError(Exception):
 
     def __str__(self) -> str:
         return f"{os.strerror(self.errno)} ({self.reason})"
+
+
+class Refused(SyscallError):
+    """A call refused by policy, whatever its errno (ENOPROTOOPT for a socket
+    option, EADDRNOTAVAIL for a non-loopback bind ...): always recorded as a
+    denial, where other SyscallErrors are the ordinary failures of a call."""
+
+    __slots__ = ()

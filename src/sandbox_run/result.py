@@ -8,6 +8,8 @@ import os
 import signal as _signal
 from dataclasses import dataclass, field
 
+from .net.audit import AuditEvent
+
 
 class Outcome(enum.Enum):
     """How a run ended.  Each has a distinct CLI exit status (see ``exit_status``)."""
@@ -107,6 +109,8 @@ class Result:
     filesystem: tuple[AreaReport, ...] = ()  # the writable areas
     exception: GuestException | None = None  # the script's uncaught exception, if any
     violation: Denial | None = None  # the refused call that ended the guest, if any
+    audit: tuple[AuditEvent, ...] = ()  # network attempts, allowed or denied, in order
+    audit_dropped: int = 0  # events past the first 10,000 (still sent to --audit FILE)
 
     @property
     def ok(self) -> bool:

@@ -48,6 +48,8 @@ static const char *ename(int e) {
     case ERANGE: return "ERANGE"; case ENOTDIR: return "ENOTDIR"; case ELOOP: return "ELOOP";
     case EROFS: return "EROFS"; case ESRCH: return "ESRCH"; case EXDEV: return "EXDEV";
     case EOPNOTSUPP: return "EOPNOTSUPP"; case E2BIG: return "E2BIG";
+    case EISCONN: return "EISCONN"; case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT"; case ENOPROTOOPT: return "ENOPROTOOPT";
     }
     snprintf(buf, sizeof buf, "errno%d", e);
     return buf;

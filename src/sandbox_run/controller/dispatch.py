@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ..errors import SyscallError
+from ..errors import Refused, SyscallError
 from ..vfs.stat import VStat
 from ..vfs.tree import Loc
 from . import syscalls
@@ -49,6 +49,19 @@ class Inject:
     cloexec: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Install:
+    """Put ``host_fd`` in the guest at ``guest_fd`` (replacing what is there),
+    then answer with ``value``, or with ``-error`` if ``error``: how a connect
+    hands the guest the socket the controller connected."""
+
+    host_fd: int
+    guest_fd: int
+    cloexec: bool
+    value: int = 0
+    error: int = 0
+
+
 class _Continue:
     """Let the kernel run the call as made (register-only calls)."""
 
@@ -56,7 +69,23 @@ class _Continue:
 
 
 CONTINUE: Final = _Continue()
-Reply = int | Inject | _Continue
+
+
+class Later:
+    """A synchronous handler's answer when the call must wait after all (a
+    blocking connect still in progress): ``fn`` finishes it as an
+    asynchronous handler would, while the controller serves other calls."""
+
+    __slots__ = ("cleanup", "fn")
+
+    def __init__(
+        self, fn: Callable[[], Awaitable[Reply]], cleanup: Callable[[], None] | None = None
+    ) -> None:
+        self.fn = fn
+        self.cleanup = cleanup  # releases what fn owns, should fn never run
+
+
+Reply = int | Inject | Install | _Continue | Later
 Handler = Callable[["Call"], Reply]
 
 
@@ -224,6 +253,12 @@ def _format_result(reply: Reply | None, err: SyscallError | None) -> str:
         return f"-1 {errno.errorcode.get(err.errno, str(err.errno))} ({err.reason})"
     if isinstance(reply, Inject):
         return "<fd>"
+    if isinstance(reply, Install):
+        return (
+            f"-1 {errno.errorcode.get(reply.error, reply.error)} <fd installed>"
+            if reply.error
+            else f"{reply.value} <fd installed>"
+        )
     if reply is CONTINUE:
         return "<allowed>"
     return str(reply)
@@ -266,12 +301,18 @@ def dispatch(guest: Guest, note: Notification, handlers: list[AnyHandler | None]
         if entry.kind is not Kind.HANDLE or handler is None:
             raise SyscallError(entry.errno or errno.ENOSYS, entry.reason)
         if isinstance(handler, AsyncHandler):
-            if guest.pending >= MAX_PENDING:
-                raise SyscallError(errno.EAGAIN, "too many calls in progress")
-            guest.pending += 1
-            guest.nursery.start_soon(_run_async, guest, call, entry, handler)
+            _start_async(guest, call, entry, handler.fn, call)
             return
         reply = handler(call)
+        if isinstance(reply, Later):
+            later, reply = reply, None
+            try:
+                _start_async(guest, call, entry, later.fn)
+            except BaseException:
+                if later.cleanup is not None:
+                    later.cleanup()
+                raise
+            return
         if reply is CONTINUE and name not in CONTINUE_OK:
             raise SyscallError(errno.ENOSYS, f"internal: {name} may not continue")
         if call.touched:
@@ -289,14 +330,31 @@ def dispatch(guest: Guest, note: Notification, handlers: list[AnyHandler | None]
     _finish(guest, call, entry, reply, err)
 
 
+def _start_async(
+    guest: Guest,
+    call: Call,
+    entry: syscalls.Entry,
+    fn: Callable[..., Awaitable[Reply]],
+    *args: object,
+) -> None:
+    if guest.pending >= MAX_PENDING:
+        raise SyscallError(errno.EAGAIN, "too many calls in progress")
+    guest.pending += 1
+    guest.nursery.start_soon(_run_async, guest, call, entry, fn, *args)
+
+
 async def _run_async(
-    guest: Guest, call: Call, entry: syscalls.Entry, handler: AsyncHandler
+    guest: Guest,
+    call: Call,
+    entry: syscalls.Entry,
+    fn: Callable[..., Awaitable[Reply]],
+    *args: object,
 ) -> None:
     reply: Reply | None = None
     err: SyscallError | None = None
     try:
-        reply = await handler.fn(call)
-        if reply is CONTINUE:
+        reply = await fn(*args)
+        if reply is CONTINUE or isinstance(reply, Later):
             raise SyscallError(errno.ENOSYS, f"internal: {call.name} may not continue")
         if call.touched:
             call.check_id()
@@ -321,7 +379,9 @@ def _finish(
     """Log a refusal, send the answer, trace it."""
     name = call.name
     if err is not None and (
-        entry.kind is not Kind.HANDLE or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
+        entry.kind is not Kind.HANDLE
+        or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
+        or isinstance(err, Refused)
     ):
         denial = Denial(name, err.errno, err.reason)
         guest.stats.deny(denial)
@@ -356,6 +416,20 @@ def _answer(
         finally:
             os.close(reply.host_fd)
         return None
+    if isinstance(reply, Install):
+        try:
+            if not listener.install_fd(nid, reply.host_fd, reply.guest_fd, reply.cloexec):
+                return None  # the call vanished
+        except OSError as e:
+            listener.reply(nid, error=e.errno or errno.EIO)
+            return SyscallError(e.errno or errno.EIO, "descriptor installation failed")
+        finally:
+            os.close(reply.host_fd)
+        if reply.error:
+            listener.reply(nid, error=reply.error)
+        else:
+            listener.reply(nid, value=reply.value)
+        return None
     if reply is CONTINUE:
         listener.allow(nid)
     elif isinstance(reply, int):
@@ -367,7 +441,7 @@ def _answer(
 
 
 def _close_reply(reply: Reply | None) -> None:
-    if isinstance(reply, Inject):
+    if isinstance(reply, (Inject, Install)):
         os.close(reply.host_fd)
 
 

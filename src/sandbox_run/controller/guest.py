@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import trio
 
+from ..net.config import NetworkPolicy
+from ..net.state import NetState
 from ..vfs import hostfs
 from ..vfs.tree import Vfs
 from . import kernel
@@ -23,6 +25,7 @@ class Guest:
         "listener",
         "mem",
         "memory_bytes",
+        "net",
         "nursery",
         "on_refusal",
         "pending",
@@ -44,6 +47,7 @@ class Guest:
         *,
         memory_bytes: int,
         trace: Callable[[str], None] | None,
+        net: NetState | None = None,
     ) -> None:
         self.pid = pid
         self.pidfd = pidfd
@@ -59,6 +63,7 @@ class Guest:
         self.stopping = False  # the sandbox is ending it: answer nothing more
         #: called with each refused call, when the policy kills on refusal
         self.on_refusal: Callable[[Denial], None] | None = None
+        self.net = net if net is not None else NetState(NetworkPolicy())
         self._fd_dir = f"/proc/{pid}/fd/"
         self._fd_dir_b = os.fsencode(self._fd_dir)
 
@@ -84,6 +89,22 @@ class Guest:
     def fd_link(self, guest_fd: int) -> bytes:
         """What /proc says a guest descriptor points to (a host path for files)."""
         return os.readlink(b"%s%d" % (self._fd_dir_b, guest_fd))
+
+    def socket_inodes(self) -> set[int]:
+        """Inode numbers of the sockets in the guest's descriptor table."""
+        out = set()
+        try:
+            with os.scandir(self._fd_dir) as it:
+                for e in it:
+                    try:
+                        link = os.readlink(self._fd_dir + e.name)
+                    except OSError:
+                        continue
+                    if link.startswith("socket:["):
+                        out.add(int(link[8:-1]))
+        except OSError:
+            pass
+        return out
 
     def close(self) -> None:
         self.listener.close()

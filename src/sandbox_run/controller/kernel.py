@@ -12,7 +12,9 @@ import errno
 import fcntl
 import os
 import resource
+import socket
 import struct
+import threading
 from dataclasses import dataclass
 
 # --- seccomp user notification (linux/seccomp.h) --------------------------
@@ -33,6 +35,7 @@ IOCTL_NOTIF_ADDFD = _ioc(1, 3, _ADDFD.size)
 IOCTL_NOTIF_SET_FLAGS = _ioc(1, 4, 8)
 USER_NOTIF_FD_SYNC_WAKE_UP = 1
 USER_NOTIF_FLAG_CONTINUE = 1
+ADDFD_FLAG_SETFD = 1
 ADDFD_FLAG_SEND = 2
 
 _NR_PIDFD_GETFD = 438
@@ -141,6 +144,21 @@ class Listener:
             if e.errno == errno.ENOENT:
                 return None
             raise
+
+    def install_fd(self, nid: int, host_fd: int, guest_fd: int, cloexec: bool) -> bool:
+        """Put ``host_fd`` in the guest at number ``guest_fd``, replacing what is
+        there (as dup2 would), without answering the call.  False if it vanished.
+        """
+        buf = bytearray(
+            _ADDFD.pack(nid, ADDFD_FLAG_SETFD, host_fd, guest_fd, os.O_CLOEXEC if cloexec else 0)
+        )
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        return True
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -434,6 +452,9 @@ def reap(pid: int) -> tuple[int, resource.struct_rusage] | None:
 
 
 _NR_TGKILL = 234
+_NR_SETNS = 308
+_NR_UNSHARE = 272
+CLONE_NEWNET = 0x4000_0000
 
 
 def tgkill(tgid: int, tid: int, sig: int) -> None:
@@ -498,3 +519,75 @@ def final_io(pid: int) -> tuple[int, int] | None:
         return int(fields[b"rchar"]), int(fields[b"wchar"])
     except (OSError, KeyError, ValueError):
         return None
+
+
+# --- network namespaces ------------------------------------------------------
+# Sockets the guest holds before the controller connects them are created in
+# an empty network namespace: nothing is reachable from there, not even the
+# host's loopback, whatever the guest does with them.
+_isolated: list[int | None] = []  # [fd] once tried; [None] if not permitted
+_ns_lock = threading.Lock()
+_own_ns = threading.local()
+
+
+def isolated_netns() -> int | None:
+    """A descriptor of an empty network namespace (made once per process), or
+    None if this process may not make one (no CAP_SYS_ADMIN)."""
+    if _isolated:
+        return _isolated[0]
+    with _ns_lock:
+        if not _isolated:
+            _isolated.append(_make_empty_netns())
+    return _isolated[0]
+
+
+def _make_empty_netns() -> int | None:
+    # unshare(2) moves only the calling thread, so a throwaway thread does it
+    # and leaves a descriptor that keeps the namespace alive.
+    result: list[int | None] = [None]
+
+    def make() -> None:
+        if _syscall(ctypes.c_long(_NR_UNSHARE), ctypes.c_long(CLONE_NEWNET)) != 0:
+            return
+        result[0] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    t = threading.Thread(target=make, name="sandbox-run-netns")
+    t.start()
+    t.join()
+    return result[0]
+
+
+def _setns(fd: int) -> None:
+    _check(_syscall(ctypes.c_long(_NR_SETNS), ctypes.c_long(fd), ctypes.c_long(CLONE_NEWNET)))
+
+
+def socket_in_netns(ns_fd: int, family: int, type_: int, proto: int) -> socket.socket:
+    """A new socket in the network namespace ``ns_fd``."""
+    return sockets_in_netns(ns_fd, family, type_, proto, 1)[0]
+
+
+def sockets_in_netns(
+    ns_fd: int, family: int, type_: int, proto: int, count: int
+) -> list[socket.socket]:
+    """``count`` new sockets in the network namespace ``ns_fd``.
+
+    The calling thread enters it for the one socket(2) call and returns to its
+    own namespace.  Should it fail to return, every socket it makes later is
+    in the empty namespace too: a failure that closes, never one that opens.
+    """
+    own = getattr(_own_ns, "fd", None)
+    if own is None:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        _own_ns.fd = own
+    out: list[socket.socket] = []
+    _setns(ns_fd)
+    try:
+        for _ in range(count):
+            out.append(socket.socket(family, type_, proto))
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
+    finally:
+        _setns(own)
+    return out

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import trio
 
 from ..errors import LaunchError, PolicyError
+from ..net.audit import AuditSink
+from ..net.state import NetState
 from ..policy.schema import Policy
 from ..quotas import limits
 from ..quotas.cgroups import Cgroups
@@ -82,6 +84,7 @@ class Exit:
     output_bytes: int = 0  # stdout and stderr bytes delivered
     stats: CallStats = field(default_factory=CallStats)
     filesystem: tuple[AreaReport, ...] = ()
+    net: NetState | None = None  # the network state, with its audit log
 
 
 async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
@@ -236,6 +239,22 @@ async def _run_in(
         await fn(*args)
 
 
+async def _background(
+    scope: trio.CancelScope, guest: Guest, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """The nursery where a guest's waiting calls, resolver conversations and
+    relays run; cancelled once the guest is gone."""
+    with scope:
+        async with trio.open_nursery() as inner:
+            guest.nursery = inner
+            task_status.started()
+            await trio.sleep_forever()
+
+
+#: After the guest exits, how long relays may take to deliver what it sent.
+RELAY_DRAIN = 5.0
+
+
 async def _wait_exit(sp: kernel.Spawned, result: Exit) -> int:
     """Wait for the guest to end, take its last accounting, and reap it."""
     await trio.lowlevel.wait_readable(sp.pidfd)
@@ -259,6 +278,7 @@ async def run_guest(
     stderr: Sink,
     stdin: bytes | int | None = None,
     trace: Callable[[str], None] | None = None,
+    audit: AuditSink | None = None,
 ) -> Exit:
     start = time.monotonic()
     result = Exit()
@@ -328,21 +348,36 @@ async def run_guest(
             if stdin is not None and len(streams) == 3:
                 nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
             watcher = trio.CancelScope()
+            background = trio.CancelScope()
+            net: NetState | None = None
             # The run's scope covers the handshake and the guest's life: its
             # deadline is the wall clock, and stop() cancels it.  The output
             # pumps are outside it, so that what the guest wrote before it
             # was stopped still reaches the user.
             with run.scope:
                 listener = await _handshake(sp)
+                net = NetState(policy.network, audit_sink=audit)
+                result.net = net
                 guest = Guest(
-                    sp.pid, sp.pidfd, listener, vfs, memory_bytes=policy.memory, trace=trace
+                    sp.pid,
+                    sp.pidfd,
+                    listener,
+                    vfs,
+                    memory_bytes=policy.memory,
+                    trace=trace,
+                    net=net,
                 )
+                net.socket_inodes = guest.socket_inodes
+                if net.enabled:
+                    from ..net.resolver import Resolver
+
+                    net.resolver = Resolver(net)
                 if policy.kill_on_refusal:
                     guest.on_refusal = run.refused
                 run.guest = guest
                 guest.attach_memory()
                 result.stats = guest.stats
-                guest.nursery = nursery
+                await nursery.start(_background, background, guest)
                 nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
                 nursery.start_soon(
                     _run_in, watcher, _watch_cpu, run, sp.pid, policy.cpu_time, policy.threads
@@ -362,6 +397,10 @@ async def run_guest(
             feeder.cancel()
             watcher.cancel()
             _decode_status(status, result)
+            if net is not None:
+                with trio.move_on_after(RELAY_DRAIN):
+                    await net.relays_done()
+            background.cancel()
             # The pumps and the channel end at end of file, the server when
             # no task is left.
             nursery.cancel_scope.deadline = trio.current_time() + DRAIN_TIME

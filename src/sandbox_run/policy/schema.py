@@ -24,6 +24,14 @@ A policy file is TOML::
     max_bytes = "1GiB"     # rw, overlay, tmpfs: the quota (as in [private])
     diff = false           # rw, overlay: report a diff of changed text files
 
+    [network]              # see docs/network.md; nothing is reachable by default
+    allow = ["example.com:443", "*.example.com:443", "udp:10.0.0.53:53"]
+    listen = ["8080"]      # TCP ports the guest may listen on, loopback only
+    max_connections = 32
+    max_bytes = "100MiB"   # optional cap on bytes transferred
+    [network.hosts]
+    "api.test" = "127.0.0.5"
+
 Every key is optional; unknown keys are an error that names the key.  Values
 carry their units ("30s", "512MiB"): a bare number is refused, never guessed.
 In the Python API the same settings are plain numbers in seconds and bytes.
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import PolicyError
+from ..net.config import NetworkPolicy
 from .units import format_duration, format_size, parse_duration, parse_size
 
 MiB = 1 << 20
@@ -203,6 +212,7 @@ class Policy:
     mounts: tuple[Mount, ...] = field(default=())
     #: limits of the private writable area (/sandbox and /tmp together)
     private: Quota = field(default_factory=Quota)
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
@@ -239,6 +249,8 @@ class Policy:
             if m.guest in seen:
                 raise PolicyError(f"mount {m.guest}: mounted twice")
             seen.add(m.guest)
+        if not isinstance(self.network, NetworkPolicy):
+            raise PolicyError(f"network: expected a NetworkPolicy, got {self.network!r}")
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)
@@ -265,7 +277,7 @@ class Policy:
         cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
     ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
-        _only(data, {"limits", "mount", "private"}, source)
+        _only(data, {"limits", "mount", "private", "network"}, source)
         kw: dict[str, Any] = {}
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
@@ -317,6 +329,13 @@ class Policy:
                 raise PolicyError(f"{where}: 'diff' must be true or false")
             out.append(Mount(host, m["guest"], mode, Quota.from_table(m, where), diff))
         kw["mounts"] = tuple(out)
+        if "network" in data:
+            net = data["network"]
+            if not isinstance(net, Mapping):
+                raise PolicyError(f"{source}: [network] must be a table")
+            kw["network"] = NetworkPolicy.from_dict(
+                net, base_dir=base_dir, where=f"{source}: [network]"
+            )
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,6 +353,7 @@ class Policy:
             },
             "private": self.private.to_dict(),
             "mount": [_mount_dict(m) for m in self.mounts],
+            "network": self.network.to_dict(),
         }
 
 

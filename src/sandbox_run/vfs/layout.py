@@ -9,6 +9,14 @@
     /tmp/                     private, writable
     user mounts               from the policy (see areas.py for the writable kinds)
 
+With network access in the policy, also (docs/network.md):
+
+    /etc/hosts, nsswitch.conf, resolv.conf, host.conf    generated (net/etc.py)
+    /etc/services, /etc/protocols                         the host's, read-only
+    /etc/ssl/certs, /usr/share/ca-certificates            the host's CA bundle, read-only
+    /etc/ssl/openssl.cnf, /usr/lib/ssl/{certs,cert.pem,openssl.cnf}
+                              cert.pem holds the policy's ca_file as well, if any
+
 Nothing else exists.  The two private directories share one detached tmpfs
 (the private area, with its quota), which disappears with the sandbox.
 """
@@ -21,6 +29,9 @@ import stat as S
 from dataclasses import dataclass
 
 from ..errors import PolicyError
+from ..net import etc
+from ..net.allowlist import AllowList
+from ..net.config import NetworkPolicy
 from ..policy.schema import Mount as MountSpec
 from ..policy.schema import Policy
 from . import areas
@@ -126,6 +137,8 @@ def build(
                 mount = vfs.attach(vpath, Mount.on(0, private.fs_fd, sub, True, vpath.decode()))
                 mount.guest_dev = private.guest_dev
         private.seal()
+        if policy.network.enabled:
+            _add_network_files(vfs, policy.network)
         for m in policy.mounts:
             area = _add_user_mount(vfs, m)
             if area is not None:
@@ -177,3 +190,53 @@ def _add_user_mount(vfs: Vfs, m: MountSpec) -> areas.Area | None:
         return area
     except ValueError as e:
         raise PolicyError(f"mount {m.guest}: {e}") from None
+
+
+_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+_HOST_ONLY = ("/etc/services", "/etc/protocols", "/etc/ssl/openssl.cnf")
+_HOST_DIRS = ("/etc/ssl/certs", "/usr/share/ca-certificates")
+
+
+def _add_network_files(vfs: Vfs, net: NetworkPolicy) -> None:
+    vfs.add_file(b"/etc/hosts", content=etc.hosts_file(AllowList(net).static_hosts()))
+    vfs.add_file(b"/etc/nsswitch.conf", content=etc.NSSWITCH_CONF)
+    vfs.add_file(b"/etc/resolv.conf", content=etc.RESOLV_CONF)
+    vfs.add_file(b"/etc/host.conf", content=etc.HOST_CONF)
+    for path in _HOST_ONLY:
+        if os.path.isfile(path):
+            vfs.add_file(os.fsencode(path), host_path=path)
+    for d in _HOST_DIRS:
+        if os.path.isdir(d):
+            vfs.add_mount(os.fsencode(d), d, writable=False)
+    vfs.add_symlink(b"/usr/lib/ssl/certs", b"/etc/ssl/certs")
+    vfs.add_symlink(b"/usr/lib/ssl/openssl.cnf", b"/etc/ssl/openssl.cnf")
+    if net.ca_file is None:
+        vfs.add_symlink(b"/usr/lib/ssl/cert.pem", _CA_BUNDLE.encode())
+    else:
+        vfs.add_file(b"/usr/lib/ssl/cert.pem", content=_bundle_with(net.ca_file))
+
+
+def _bundle_with(ca_file: str) -> bytes:
+    """The system CA bundle followed by the policy's own CA certificates."""
+
+    def stamp(p: str) -> tuple[int, int]:
+        try:
+            st = os.stat(p)
+        except OSError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    return _bundle_cached(ca_file, stamp(ca_file), stamp(_CA_BUNDLE))
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_cached(ca_file: str, _ca: tuple[int, int], _sys: tuple[int, int]) -> bytes:
+    parts = []
+    for p in (_CA_BUNDLE, ca_file):
+        try:
+            with open(p, "rb") as f:
+                parts.append(f.read(16 << 20))
+        except FileNotFoundError:
+            if p == ca_file:
+                raise PolicyError(f"network.ca_file: {ca_file} does not exist") from None
+    return b"\n".join(part.rstrip(b"\n") for part in parts) + b"\n"

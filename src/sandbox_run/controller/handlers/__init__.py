@@ -52,7 +52,7 @@ def handles_async(
 def handler_table() -> list[AnyHandler | None]:
     """Handlers indexed by syscall number.  Every ``handle`` entry must have one,
     and no handler may exist for a call the table does not hand over."""
-    from . import files, identity, process, signals, system  # noqa: F401  (registration)
+    from . import files, identity, net, process, signals, system  # noqa: F401  (registration)
 
     table: list[AnyHandler | None] = [None] * (syscalls.MAX_NR + 1)
     for e in syscalls.TABLE:
