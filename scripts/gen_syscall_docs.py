@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 
-from sandbox_run.controller.syscalls import MAX_NR, TABLE, Entry, Kind
+from sandbox_run.controller.syscalls import MAX_NR, NETWORK_HANDLED, TABLE, Entry, Kind
 
 DOC = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "syscalls.md"
@@ -77,6 +77,8 @@ def render() -> str:
         note = e.reason
         if e.cases:
             note = f"{_case_text(e)}; otherwise: {note}"
+        if e.name in NETWORK_HANDLED:
+            note = f"{note}; {NETWORK_HANDLED[e.name]} (handle)"
         out.append(f"| {e.nr} | `{e.name}` | {e.kind.value} | {_errno(e.errno)} | {note} |\n")
     return "".join(out)
 

@@ -180,6 +180,8 @@ def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | No
         read_bytes=ex.read_bytes,
         written_bytes=ex.written_bytes,
         output_bytes=ex.output_bytes,
+        net_bytes_sent=ex.net.bytes_sent if ex.net is not None else 0,
+        net_bytes_received=ex.net.bytes_received if ex.net is not None else 0,
         syscalls=dict(ex.stats.counts),
         denials=tuple(Denial(d.syscall, errno_name(d.errno), d.reason) for d in ex.stats.denials),
         filesystem=ex.filesystem,

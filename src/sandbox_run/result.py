@@ -104,6 +104,8 @@ class Result:
     read_bytes: int = 0  # read by read-like calls: files, pipes, sockets
     written_bytes: int = 0  # written by write-like calls
     output_bytes: int = 0  # of stdout and stderr, delivered
+    net_bytes_sent: int = 0  # TCP payload the guest sent
+    net_bytes_received: int = 0  # TCP payload the guest received
     syscalls: dict[str, int] = field(default_factory=dict)  # mediated calls by name
     denials: tuple[Denial, ...] = ()
     filesystem: tuple[AreaReport, ...] = ()  # the writable areas
@@ -134,6 +136,8 @@ class Result:
             "read_bytes": self.read_bytes,
             "written_bytes": self.written_bytes,
             "output_bytes": self.output_bytes,
+            "net_bytes_sent": self.net_bytes_sent,
+            "net_bytes_received": self.net_bytes_received,
             "syscalls": dict(sorted(self.syscalls.items())),
             "filesystem": [
                 {

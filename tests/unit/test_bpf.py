@@ -141,3 +141,22 @@ def test_only_allow_listed_calls_are_ever_allowed(nr: int, args: list[int]) -> N
     got = bpf.evaluate(PROG, bpf.seccomp_data(nr, args))
     if got == bpf.RET_ALLOW:
         assert entry.kind is Kind.ALLOW or any(c.kind is Kind.ALLOW for c in entry.cases)
+
+
+NET_PROG = bpf.compile_filter(syscalls.NETWORK_TABLE)
+
+
+def test_the_network_filter_differs_only_in_the_closing_calls() -> None:
+    changed = {
+        e.name
+        for e, n in zip(TABLE, syscalls.NETWORK_TABLE, strict=True)
+        if (e.kind, e.errno, e.cases) != (n.kind, n.errno, n.cases)
+    }
+    assert changed == set(syscalls.NETWORK_HANDLED)
+    for nr in range(MAX_NR + 1):
+        data = bpf.seccomp_data(nr, (3, 4, 0))
+        if syscalls.TABLE[nr].name in syscalls.NETWORK_HANDLED:
+            assert bpf.evaluate(PROG, data) == bpf.RET_ALLOW
+            assert bpf.evaluate(NET_PROG, data) == bpf.RET_USER_NOTIF
+        else:
+            assert bpf.evaluate(PROG, data) == bpf.evaluate(NET_PROG, data)

@@ -105,7 +105,10 @@ MAX_PENDING = 64
 
 #: Calls whose handlers may answer CONTINUE: their pointer arguments (if
 #: any) never decide what the call reaches.  The dispatcher enforces this.
-CONTINUE_OK: Final = frozenset({"kill", "tgkill", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"})
+CONTINUE_OK: Final = frozenset(
+    {"kill", "tgkill", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"}
+    | set(syscalls.NETWORK_HANDLED)
+)
 
 
 class Call:
@@ -287,7 +290,7 @@ def dispatch(guest: Guest, note: Notification, handlers: list[AnyHandler | None]
     the controller goes on serving everything else.
     """
     nr = note.nr
-    entry = syscalls.TABLE[nr] if 0 <= nr <= syscalls.MAX_NR else syscalls.entry_for(nr)
+    entry = guest.table[nr] if 0 <= nr <= syscalls.MAX_NR else syscalls.entry_for(nr)
     name = entry.name
     guest.stats.counts[name] += 1
     call = Call(guest, note, name)

@@ -12,7 +12,7 @@ from ..net.config import NetworkPolicy
 from ..net.state import NetState
 from ..vfs import hostfs
 from ..vfs.tree import Vfs
-from . import kernel
+from . import kernel, syscalls
 from .dispatch import CallStats, Denial
 
 
@@ -34,6 +34,7 @@ class Guest:
         "started",
         "stats",
         "stopping",
+        "table",
         "trace",
         "vfs",
     )
@@ -64,6 +65,8 @@ class Guest:
         #: called with each refused call, when the policy kills on refusal
         self.on_refusal: Callable[[Denial], None] | None = None
         self.net = net if net is not None else NetState(NetworkPolicy())
+        #: the syscall table this guest's filter was compiled from
+        self.table = syscalls.table_for(self.net.enabled)
         self._fd_dir = f"/proc/{pid}/fd/"
         self._fd_dir_b = os.fsencode(self._fd_dir)
 
@@ -90,9 +93,9 @@ class Guest:
         """What /proc says a guest descriptor points to (a host path for files)."""
         return os.readlink(b"%s%d" % (self._fd_dir_b, guest_fd))
 
-    def socket_inodes(self) -> set[int]:
-        """Inode numbers of the sockets in the guest's descriptor table."""
-        out = set()
+    def socket_fds(self) -> dict[int, int]:
+        """The sockets in the guest's descriptor table: inode by descriptor."""
+        out = {}
         try:
             with os.scandir(self._fd_dir) as it:
                 for e in it:
@@ -101,10 +104,14 @@ class Guest:
                     except OSError:
                         continue
                     if link.startswith("socket:["):
-                        out.add(int(link[8:-1]))
+                        out[int(e.name)] = int(link[8:-1])
         except OSError:
             pass
         return out
+
+    def socket_inodes(self) -> set[int]:
+        """Inode numbers of the sockets in the guest's descriptor table."""
+        return set(self.socket_fds().values())
 
     def close(self) -> None:
         self.listener.close()

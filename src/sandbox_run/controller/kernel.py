@@ -509,6 +509,16 @@ def written_files(pid: int) -> list[tuple[int, bytes]]:
     return out
 
 
+SIOCOUTNSD = 0x894B  # bytes in a socket's send queue not yet sent
+
+
+def socket_unsent(fd: int) -> int:
+    """Bytes written to a TCP socket that the kernel has not sent yet."""
+    buf = bytearray(4)
+    fcntl.ioctl(fd, SIOCOUTNSD, buf)
+    return int.from_bytes(buf, "little", signed=True)
+
+
 def final_io(pid: int) -> tuple[int, int] | None:
     """(bytes read, bytes written) by an exited guest's read- and write-like
     calls, read between its death and its reaping (the zombie keeps them)."""

@@ -30,10 +30,11 @@ from . import bpf, channel, kernel, syscalls
 from .dispatch import CallStats, Denial, serve
 from .guest import Guest
 from .handlers import handler_table
+from .handlers.closing import count_sockets
 
 #: The unprivileged identity the guest runs under when the controller is root.
 NOBODY = (65534, 65534)
-_FILTER: bytes | None = None
+_FILTERS: dict[bool, bytes] = {}
 _HANDLERS = handler_table()
 _NR_EXECVEAT = syscalls.NR["execveat"]
 log = logging.getLogger("sandbox_run")
@@ -45,11 +46,11 @@ DRAIN_TIME = 5.0
 Sink = Callable[[bytes], None]
 
 
-def _filter() -> bytes:
-    global _FILTER
-    if _FILTER is None:
-        _FILTER = bpf.pack(bpf.compile_filter())
-    return _FILTER
+def _filter(network: bool) -> bytes:
+    """The packed filter for a guest with or without network access."""
+    if network not in _FILTERS:
+        _FILTERS[network] = bpf.pack(bpf.compile_filter(syscalls.table_for(network)))
+    return _FILTERS[network]
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +318,7 @@ async def run_guest(
             program=program.image.program,
             argv=program.argv,
             env=env,
-            filter=_filter(),
+            filter=_filter(policy.network.enabled),
             rlimits=plan.rlimits,
             drop_to=NOBODY if os.geteuid() == 0 else None,
         )
@@ -388,6 +389,7 @@ async def run_guest(
                     result.stopped = "timeout"
                 if guest is not None:
                     guest.stopping = True
+                    count_sockets(guest)  # its connections' traffic, before they close
                 # Nothing is being answered any more, so the guest cannot
                 # open another file: what it may still be writing is known.
                 written = kernel.written_files(sp.pid)

@@ -589,6 +589,35 @@ _NR_BY_NAME = {name: nr for nr, name in _NAMES.items()}
 
 #: The table, indexed by syscall number: ``TABLE[nr].nr == nr``.
 TABLE: tuple[Entry, ...] = _build()
+
+#: Calls that run in the kernel, except when the policy grants network
+#: access: then the controller sees them first (and lets them continue), to
+#: read the traffic counters of the sockets they are about to close.
+NETWORK_HANDLED: dict[str, str] = {
+    name: "with network access: the controller first reads the byte counts of sockets "
+    "it closes, then lets it run"
+    for name in ("close", "dup2", "dup3", "close_range", "exit", "exit_group")
+}
+
+
+def _network_table() -> tuple[Entry, ...]:
+    out = list(TABLE)
+    for name in NETWORK_HANDLED:
+        e = out[_NR_BY_NAME[name]]
+        if e.kind is not Kind.ALLOW or e.cases:
+            raise ValueError(f"{name}: only plain 'allow' entries can be handled with network")
+        out[e.nr] = Entry(e.nr, name, Kind.HANDLE, NETWORK_HANDLED[name])
+    return tuple(out)
+
+
+#: The table for a guest the policy grants network access.
+NETWORK_TABLE: tuple[Entry, ...] = _network_table()
+
+
+def table_for(network: bool) -> tuple[Entry, ...]:
+    return NETWORK_TABLE if network else TABLE
+
+
 #: Syscall numbers by name.
 NR: dict[str, int] = dict(_NR_BY_NAME)
 #: Reason given for numbers above MAX_NR.

@@ -74,6 +74,10 @@ class Relay:
             if not await _send_all(dst, data):
                 scope.cancel()
                 return
+            if up:
+                net.relayed_sent += len(data)
+            else:
+                net.relayed_received += len(data)
 
 
 def _hung_up(s: socket.socket) -> bool:

@@ -77,6 +77,11 @@ class NetState:
         self.sockets: dict[int, SockInfo] = {}
         self.counted = 0  # registered sockets that count towards max_connections
         self.bytes_used = 0  # with max_bytes: bytes relayed so far, both ways
+        #: TCP connections' latest (sent, received) counts, by socket cookie
+        self.traffic: dict[int, tuple[int, int]] = {}
+        self._forgotten_traffic = (0, 0)  # counts of sockets no longer tracked
+        self.relayed_sent = 0  # relayed bytes delivered to remote peers
+        self.relayed_received = 0  # relayed bytes delivered to the guest
         self.socket_inodes: Callable[[], set[int]] = socket_inodes or set
         self.resolver: object | None = None  # set by the session (net.resolver.Resolver)
         self.relays = 0  # relays running
@@ -109,6 +114,33 @@ class NetState:
         info = self.sockets.pop(cookie, None)
         if info is not None:
             self.counted -= info.counted
+        sent, received = self.traffic.pop(cookie, (0, 0))
+        old_sent, old_received = self._forgotten_traffic
+        self._forgotten_traffic = (old_sent + sent, old_received + received)
+
+    # --- traffic -------------------------------------------------------------
+    def count_tcp(self, cookie: int, sent: int, received: int) -> None:
+        """The latest counts of one TCP connection (they only ever grow)."""
+        old_sent, old_received = self.traffic.get(cookie, (0, 0))
+        self.traffic[cookie] = (max(old_sent, sent), max(old_received, received))
+
+    @property
+    def bytes_sent(self) -> int:
+        """Payload bytes the guest sent over TCP, counted so far."""
+        return (
+            self._forgotten_traffic[0]
+            + sum(sent for sent, _ in self.traffic.values())
+            + self.relayed_sent
+        )
+
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes the guest received over TCP, counted so far."""
+        return (
+            self._forgotten_traffic[1]
+            + sum(received for _, received in self.traffic.values())
+            + self.relayed_received
+        )
 
     def sweep(self) -> None:
         """Forget sockets the guest no longer holds."""

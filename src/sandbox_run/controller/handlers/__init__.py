@@ -52,12 +52,12 @@ def handles_async(
 def handler_table() -> list[AnyHandler | None]:
     """Handlers indexed by syscall number.  Every ``handle`` entry must have one,
     and no handler may exist for a call the table does not hand over."""
-    from . import files, identity, net, process, signals, system  # noqa: F401  (registration)
+    from . import closing, files, identity, net, process, signals, system  # noqa: F401
 
     table: list[AnyHandler | None] = [None] * (syscalls.MAX_NR + 1)
-    for e in syscalls.TABLE:
+    for e, with_net in zip(syscalls.TABLE, syscalls.NETWORK_TABLE, strict=True):
         fn = _REGISTRY.get(e.name)
-        if e.kind is syscalls.Kind.HANDLE:
+        if syscalls.Kind.HANDLE in (e.kind, with_net.kind):
             if fn is None:
                 raise LookupError(f"syscall {e.name} is marked 'handle' but has no handler")
             table[e.nr] = fn
