@@ -12,7 +12,7 @@ rounds are reported, and ratios of speed (bare time / sandboxed time):
 
   connect     socket.create_connection + close to 127.0.0.1, per connection
               (target: sandboxed at least 0.8x the speed of bare)
-  throughput  receiving N MB (default 100) from the server over one connection
+  throughput  receiving N MB (default 1000: smaller transfers are lost in noise)
               (target: at least 0.95x)
   relayed     the same transfer with a byte cap (max_bytes), which relays the
               connection through the controller; no target, for information
@@ -35,11 +35,13 @@ SERVER = textwrap.dedent("""
     import socket, sys, threading
     size = int(sys.argv[1])
     chunk = b"x" * (1 << 20)
-    def serve(kind):
+    def listener(kind):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         s.listen(1024)
-        print(kind, s.getsockname()[1], flush=True)
+        print(kind, s.getsockname()[1], flush=True)  # one thread prints: no interleaving
+        return s
+    def serve(kind, s):
         def handle(c):
             with c:
                 left = size
@@ -52,8 +54,9 @@ SERVER = textwrap.dedent("""
                 c.close()
             else:
                 threading.Thread(target=handle, args=(c,), daemon=True).start()
-    threading.Thread(target=serve, args=("connect",), daemon=True).start()
-    serve("bulk")
+    sockets = {kind: listener(kind) for kind in ("connect", "bulk")}
+    threading.Thread(target=serve, args=("connect", sockets["connect"]), daemon=True).start()
+    serve("bulk", sockets["bulk"])
 """)
 
 CONNECTS = textwrap.dedent("""
@@ -105,7 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--connects", type=int, default=1000)
-    ap.add_argument("--megabytes", type=int, default=100)
+    ap.add_argument("--megabytes", type=int, default=1000)
     opts = ap.parse_args()
     size = opts.megabytes * 1_000_000
     server = subprocess.Popen(
