@@ -12,9 +12,18 @@ PRELUDE = r"""
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/io_uring.h>
-#include <linux/seccomp.h>
 #include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/io_uring.h>
+#include <linux/netlink.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,16 +33,14 @@ PRELUDE = r"""
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -41,15 +48,14 @@ static const char *ename(int e) {
     static char buf[32];
     switch (e) {
     case 0: return "ok";
-    case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT"; case EINVAL: return "EINVAL"; case ENOSYS: return "ENOSYS";
-    case EBADF: return "EBADF"; case ENOTTY: return "ENOTTY";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case ERANGE: return "ERANGE"; case ENOTDIR: return "ENOTDIR"; case ELOOP: return "ELOOP";
-    case EROFS: return "EROFS"; case ESRCH: return "ESRCH"; case EXDEV: return "EXDEV";
-    case EOPNOTSUPP: return "EOPNOTSUPP"; case E2BIG: return "E2BIG";
-    case EISCONN: return "EISCONN"; case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT"; case ENOPROTOOPT: return "ENOPROTOOPT";
+#define N(x) case x: return #x;
+    N(EPERM) N(ENOENT) N(EACCES) N(EFAULT) N(EINVAL) N(ENOSYS) N(EBADF) N(ENOTTY)
+    N(ENAMETOOLONG) N(ERANGE) N(ENOTDIR) N(ELOOP) N(EROFS) N(ESRCH) N(EXDEV) N(E2BIG)
+    N(EAGAIN) N(ENOMEM) N(EMFILE) N(EPIPE) N(EMSGSIZE) N(ENOTSOCK) N(EDESTADDRREQ)
+    N(EPROTONOSUPPORT) N(ENOPROTOOPT) N(EOPNOTSUPP) N(EAFNOSUPPORT) N(EADDRNOTAVAIL)
+    N(ENETUNREACH) N(ECONNREFUSED) N(EISCONN) N(ENOTCONN) N(EINPROGRESS) N(EALREADY)
+    N(ENOBUFS) N(ECONNABORTED) N(ECONNRESET)
+#undef N
     }
     snprintf(buf, sizeof buf, "errno%d", e);
     return buf;

@@ -181,7 +181,7 @@ def test_native_thread_bomb_is_capped(compile_c: Callable[..., str]) -> None:
         policy=Policy(threads=8, timeout=30),
     )
     assert r.outcome is Outcome.COMPLETED, r.reason
-    assert lines(r) == {"threads": "7", "error": "errno11"}  # EAGAIN
+    assert lines(r) == {"threads": "7", "error": "EAGAIN"}
 
 
 def test_a_fork_bomb_creates_nothing(compile_c: Callable[..., str]) -> None:
@@ -249,5 +249,5 @@ def test_memory_cannot_be_taken_natively_past_the_limit(compile_c: Callable[...,
     )
     assert r.outcome is Outcome.COMPLETED, r.reason
     out = lines(r)
-    assert out["error"] == "errno12"  # ENOMEM
+    assert out["error"] == "ENOMEM"
     assert int(out["mib"]) < 128

@@ -13,51 +13,16 @@ import socket
 import textwrap
 from collections.abc import Callable
 
+import hostile
+from hostile import lines
+
 import sandbox_run
 from net_servers import DnsServer, TcpServer, UdpServer
 from sandbox_run import NetworkPolicy, Policy
 from sandbox_run.controller import kernel
 
-PRELUDE = r"""
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/if_ether.h>
-#include <linux/netlink.h>
-#include <net/if.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-static const char *ename(int e) {
-    static char buf[32];
-    switch (e) {
-    case 0: return "ok";
-#define N(x) case x: return #x;
-    N(EPERM) N(ENOENT) N(EACCES) N(EFAULT) N(EINVAL) N(ENOSYS) N(EBADF) N(ENOTTY)
-    N(EAGAIN) N(EPIPE) N(EMSGSIZE) N(ENOTSOCK) N(EDESTADDRREQ) N(EPROTONOSUPPORT)
-    N(ENOPROTOOPT) N(EOPNOTSUPP) N(EAFNOSUPPORT) N(EADDRNOTAVAIL) N(ENETUNREACH)
-    N(ECONNREFUSED) N(EISCONN) N(ENOTCONN) N(EINPROGRESS) N(EALREADY) N(ENOBUFS)
-    N(ECONNABORTED) N(ECONNRESET)
-    }
-    snprintf(buf, sizeof buf, "errno%d", e);
-    return buf;
-}
-#define TRY(name, expr) do { errno = 0; long _r = (long)(expr); \
-    printf("%s=%s\n", name, _r < 0 ? ename(errno) : "ok"); fflush(stdout); } while (0)
+#: Socket-address helpers for the programs below (on top of hostile.PRELUDE).
+NET_HELPERS = r"""
 #define SHOW(name, value) do { printf("%s=%ld\n", name, (long)(value)); fflush(stdout); } while (0)
 
 static struct sockaddr_in in4(const char *ip, int port) {
@@ -77,23 +42,13 @@ static struct sockaddr_in6 in6(const char *ip, int port) {
 def native(
     compile_c: Callable[..., str], body: str, net: NetworkPolicy, *, prologue: str = ""
 ) -> sandbox_run.Result:
-    src = (
-        PRELUDE
-        + textwrap.dedent(prologue)
-        + "int main(int argc, char **argv) {\n"
-        + textwrap.dedent(body)
-        + "\nreturn 0;\n}\n"
+    return hostile.native(
+        compile_c,
+        body,
+        prelude_extra=NET_HELPERS + textwrap.dedent(prologue),
+        link_flags=("-pthread",),
+        policy=Policy(network=net),
     )
-    exe = compile_c(src, "-pthread")
-    return sandbox_run.run_exec(exe, policy=Policy(network=net))
-
-
-def lines(r: sandbox_run.Result) -> dict[str, str]:
-    out = {}
-    for line in r.stdout.decode().splitlines():
-        k, _, v = line.partition("=")
-        out[k] = v
-    return out
 
 
 def test_socket_families_and_types(compile_c: Callable[..., str]) -> None:

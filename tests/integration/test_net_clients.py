@@ -11,6 +11,7 @@ import pathlib
 import socket
 import textwrap
 import threading
+from collections.abc import Callable
 
 import trio
 
@@ -319,19 +320,21 @@ def test_tcp_rules_do_not_allow_udp() -> None:
     assert srv.datagrams == []
 
 
-def test_listening_on_loopback() -> None:
-    got: list[bytes] = []
+def serve_host_client(
+    code: str, policy: Policy, client: Callable[[socket.socket], None]
+) -> tuple[sandbox_run.Result, list[str]]:
+    """Run ``code``, a guest that listens and prints ``port N``; a host thread
+    then connects to N and runs ``client`` on the connection.  Returns the
+    Result and the guest's output lines."""
     ready = threading.Event()
     port_box: list[int] = []
+    lines: list[str] = []
 
-    def client() -> None:
+    def connect() -> None:
         ready.wait(20)
         if port_box:
             with socket.create_connection(("127.0.0.1", port_box[0]), timeout=5) as c:
-                c.sendall(b"from the host")
-                got.append(c.recv(100))
-
-    lines: list[str] = []
+                client(c)
 
     def out(data: bytes) -> None:
         for line in data.decode().splitlines():
@@ -340,39 +343,51 @@ def test_listening_on_loopback() -> None:
                 port_box.append(int(line.split()[1]))
                 ready.set()
 
-    t = threading.Thread(target=client)
+    t = threading.Thread(target=connect)
     t.start()
     try:
         job = functools.partial(
-            sandbox_run.run_async,
-            textwrap.dedent("""
-            import socket, sys
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
-            s.listen(1)
-            print("port", s.getsockname()[1], flush=True)
-            c, peer = s.accept()
-            print("peer", peer[0], flush=True)
-            c.sendall(b"hello " + c.recv(100))
-            c.close()
-            for addr in [("0.0.0.0", 0), ("127.0.0.1", 9)]:
-                try:
-                    socket.socket().bind(addr)
-                except OSError as e:
-                    print("bind", addr, e.errno, flush=True)
-            try:
-                socket.socket().listen(1)
-            except OSError as e:
-                print("listen unbound", e.errno, flush=True)
-            """),
-            policy=Policy(network=NetworkPolicy(listen=("0",))),
-            stdout=out,
+            sandbox_run.run_async, textwrap.dedent(code), policy=policy, stdout=out
         )
         r = trio.run(job)
     finally:
         ready.set()
         t.join(20)
+    return r, lines
+
+
+def test_listening_on_loopback() -> None:
+    got: list[bytes] = []
+
+    def client(c: socket.socket) -> None:
+        c.sendall(b"from the host")
+        got.append(c.recv(100))
+
+    r, lines = serve_host_client(
+        """
+        import socket, sys
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        print("port", s.getsockname()[1], flush=True)
+        c, peer = s.accept()
+        print("peer", peer[0], flush=True)
+        c.sendall(b"hello " + c.recv(100))
+        c.close()
+        for addr in [("0.0.0.0", 0), ("127.0.0.1", 9)]:
+            try:
+                socket.socket().bind(addr)
+            except OSError as e:
+                print("bind", addr, e.errno, flush=True)
+        try:
+            socket.socket().listen(1)
+        except OSError as e:
+            print("listen unbound", e.errno, flush=True)
+        """,
+        Policy(network=NetworkPolicy(listen=("0",))),
+        client,
+    )
     assert r.ok, r.stderr
     assert got == [b"hello from the host"]
     assert lines[1:] == [
@@ -537,52 +552,30 @@ def test_a_connect_that_waits_does_not_stop_the_sandbox() -> None:
 
 
 def test_byte_cap_counts_accepted_connections_too() -> None:
-    ready = threading.Event()
-    port_box: list[int] = []
-    lines: list[str] = []
+    def client(c: socket.socket) -> None:
+        c.sendall(bytes(100))
+        with contextlib.suppress(OSError):  # the relay resets: 70 bytes unread
+            c.recv(10)
 
-    def client() -> None:
-        ready.wait(20)
-        if port_box:
-            with socket.create_connection(("127.0.0.1", port_box[0]), timeout=5) as c:
-                c.sendall(bytes(100))
-                with contextlib.suppress(OSError):  # the relay resets: 70 bytes unread
-                    c.recv(10)
-
-    def out(data: bytes) -> None:
-        for line in data.decode().splitlines():
-            lines.append(line)
-            if line.startswith("port "):
-                port_box.append(int(line.split()[1]))
-                ready.set()
-
-    t = threading.Thread(target=client)
-    t.start()
-    try:
-        job = functools.partial(
-            sandbox_run.run_async,
-            textwrap.dedent("""
-            import socket
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            s.listen(1)
-            print("port", s.getsockname()[1], flush=True)
-            c, _ = s.accept()
-            got = b""
-            while True:
-                chunk = c.recv(1000)
-                if not chunk:
-                    break
-                got += chunk
-            print("got", len(got), flush=True)
-            """),
-            policy=Policy(network=NetworkPolicy(listen=("0",), max_bytes=30)),
-            stdout=out,
-        )
-        r = trio.run(job)
-    finally:
-        ready.set()
-        t.join(20)
+    r, lines = serve_host_client(
+        """
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        print("port", s.getsockname()[1], flush=True)
+        c, _ = s.accept()
+        got = b""
+        while True:
+            chunk = c.recv(1000)
+            if not chunk:
+                break
+            got += chunk
+        print("got", len(got), flush=True)
+        """,
+        Policy(network=NetworkPolicy(listen=("0",), max_bytes=30)),
+        client,
+    )
     assert r.ok, r.stderr
     assert lines[1:] == ["got 30"]
     assert [e.reason for e in r.audit if e.action == "limit"] == [

@@ -166,23 +166,6 @@ def test_timeout_kills_a_busy_loop() -> None:
     assert r.outcome is Outcome.TIMEOUT
 
 
-def test_memory_limit_gives_memory_error() -> None:
-    r = run(
-        """
-        chunks = []
-        try:
-            while True:
-                chunks.append(bytearray(8 << 20))
-        except MemoryError:
-            del chunks
-            print("caught MemoryError")
-    """,
-        policy=Policy(memory=256 << 20),
-    )
-    assert r.ok, (r.reason, r.stderr[-500:])
-    assert r.stdout == b"caught MemoryError\n"
-
-
 def test_run_path(tmp_path: pathlib.Path) -> None:
     script = tmp_path / "tool.py"
     script.write_text("import sys, os\nprint(__file__, sys.argv[1:], os.getcwd())\n")

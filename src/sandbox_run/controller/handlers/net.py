@@ -858,20 +858,12 @@ def _send(
                 raise
             if made is not None:
                 fresh = made
-            try:
-                sent.append(target.send(m.data, flags | MSG_DONTWAIT | MSG_NOSIGNAL))
-            except BlockingIOError:
+            if not _send_one(call, target, m.data, flags, sent):
                 if sent or flags & MSG_DONTWAIT or not held.blocking:
                     break
                 if fresh is None:
                     return _send_later(call, held, msgs, flags, many, base)
                 break  # a fresh UDP socket's buffer is empty: this is not reached
-            except OSError as e:
-                if e.errno == errno.EPIPE:
-                    _sigpipe(call, flags)
-                if sent:
-                    break
-                raise SyscallError(e.errno or errno.EIO, "send failed") from None
     except BaseException:
         if fresh is not None and target is not held.sock:
             target.close()
@@ -886,6 +878,23 @@ def _send(
             net, target, fresh, guest_fd, blocking=held.blocking, value=result, replaces=held.cookie
         )
     return result
+
+
+def _send_one(call: Call, sock: socket.socket, data: bytes, flags: int, sent: list[int]) -> bool:
+    """Send one message without waiting, adding its count to ``sent``.  False
+    when it would block, or failed after earlier messages went out (their
+    count is the answer); a failure of the first message is raised."""
+    try:
+        sent.append(sock.send(data, flags | MSG_DONTWAIT | MSG_NOSIGNAL))
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            _sigpipe(call, flags)
+        if sent:
+            return False
+        raise SyscallError(e.errno or errno.EIO, "send failed") from None
+    return True
 
 
 def _finish_send(call: Call, sent: list[int], many: bool, base: int) -> int:
@@ -956,16 +965,8 @@ def _send_later(
                     await trio.lowlevel.wait_writable(sock.fileno())
                     sent: list[int] = []
                     for m in msgs:
-                        try:
-                            sent.append(sock.send(m.data, flags | MSG_DONTWAIT | MSG_NOSIGNAL))
-                        except BlockingIOError:
+                        if not _send_one(call, sock, m.data, flags, sent):
                             break
-                        except OSError as e:
-                            if e.errno == errno.EPIPE:
-                                _sigpipe(call, flags)
-                            if sent:
-                                break
-                            raise SyscallError(e.errno or errno.EIO, "send failed") from None
                     if sent:
                         return _finish_send(call, sent, many, base)
             raise SyscallError(errno.EAGAIN, "SO_SNDTIMEO ran out")
