@@ -5,66 +5,194 @@ It imports as little as it can: each module costs the guest a dozen mediated
 system calls (stat, open, fstat) before the user's script even starts.
 Usage (set up by the controller)::
 
-    pypy3 -S -B /usr/lib/sandbox-run/bootstrap.py SCRIPT [ARGS...]
+    SANDBOX_RUN_GUEST='{...}' pypy3 -S -B /usr/lib/sandbox-run/bootstrap.py SCRIPT [ARGS...]
 
-It gives the script what ``site`` would have (``exit``/``quit``), puts the
-script's directory first on ``sys.path``, and runs the script as
-``__main__``.  Tracebacks start at the script, as with plain ``python
+The controller's configuration arrives as one JSON object in the environment
+variable ``SANDBOX_RUN_GUEST`` (schema in docs/restricted-mode.md).  The
+bootstrap reads it and removes it from the environment before anything else
+runs.  Then:
+
+- unrestricted (``"restricted": false``): the script runs as ``__main__`` with
+  the real builtins, its directory first on ``sys.path``, as ``python
+  script.py`` would run it;
+- restricted (the default, also when the variable is missing): the prelude,
+  if any, runs unrestricted; the restricted environment is built (package
+  ``restricted`` next to this file); the names in the prelude's ``__all__``
+  and the host-function stubs become the script's globals; the script is
+  checked, rewritten and run as ``__main__`` with the restricted builtins.
+
+Either way the script gets ``exit``/``quit`` (what ``site`` would have
+given), and tracebacks start at the script, as with plain ``python
 script.py``.
 """
 
 import sys
+from typing import Any, Dict, List
+
+CONFIG_ENV = "SANDBOX_RUN_GUEST"
+CONFIG_VERSION = 1
+HERE = __file__.rpartition("/")[0] or "/"
+_stderr = sys.stderr  # tracebacks go here even if the script replaces sys.stderr
+
+
+class _Quitter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
+
+    def __call__(self, code: object = None) -> None:
+        raise SystemExit(code)
 
 
 def _install_exit() -> None:
     import builtins
 
-    class _Quitter:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __repr__(self) -> str:
-            return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
-
-        def __call__(self, code: object = None) -> None:
-            raise SystemExit(code)
-
     setattr(builtins, "exit", _Quitter("exit"))  # noqa: B010 -- not typed as assignable
     setattr(builtins, "quit", _Quitter("quit"))  # noqa: B010
 
 
-def _run(path: str) -> None:
+def _fail(message: str) -> "Any":
+    _stderr.write("sandbox-run bootstrap: %s\n" % message)
+    raise SystemExit(2)
+
+
+def take_config() -> Dict[str, Any]:
+    """Read the controller's configuration and remove it from the environment."""
+    import os  # PyPy imports os at start-up: no extra system calls
+
+    raw = os.environ.pop(CONFIG_ENV, None)
+    if raw is None:
+        return {}
+    try:
+        import _pypyjson  # type: ignore[import-not-found]
+
+        config = _pypyjson.loads(raw)
+    except ImportError:  # not PyPy (never the sandbox's guest)
+        import json
+
+        config = json.loads(raw)
+    except ValueError as e:
+        return _fail("bad configuration: %s" % e)  # type: ignore[no-any-return]
+    if not isinstance(config, dict):
+        return _fail("bad configuration: not an object")  # type: ignore[no-any-return]
+    if config.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+        return _fail("configuration version %r is not %d" % (config.get("version"), CONFIG_VERSION))  # type: ignore[no-any-return]
+    return config
+
+
+def _str_list(config: Dict[str, Any], key: str) -> List[str]:
+    value = config.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail("bad configuration: %r must be a list of strings" % key)
+    return list(value)
+
+
+def _read(path: str) -> bytes:
     with open(path, "rb") as f:
-        source = f.read()
+        return f.read()
+
+
+def _print_traceback(skip_files: List[str]) -> None:
+    import traceback
+
+    etype, value, tb = sys.exc_info()
+    skip = tuple(skip_files)
+    # Drop the bootstrap's and the restricted machinery's own frames, at the
+    # start (the bootstrap) and at the end (a guard that raised).
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
+        tb = tb.tb_next
+    last_own = None
+    t = tb
+    while t is not None:
+        if not t.tb_frame.f_code.co_filename.startswith(skip):
+            last_own = t
+        t = t.tb_next
+    if last_own is not None:
+        last_own.tb_next = None
+    traceback.print_exception(etype, value, tb, file=_stderr)
+    _stderr.flush()
+
+
+def run_unrestricted(script: str) -> None:
+    sys.path[0:1] = [script.rpartition("/")[0] or "/"]
+    _install_exit()
     main = type(sys)("__main__")  # no 'import types': every import costs mediated calls
-    main.__file__ = path
+    main.__file__ = script
     main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
-    code = compile(source, path, "exec", dont_inherit=True)
+    code = compile(_read(script), script, "exec", dont_inherit=True)
     exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
+
+
+def run_prelude(path: str) -> Any:
+    """Run the host's prelude, unrestricted, as a trusted module."""
+    name = path.rpartition("/")[2].rpartition(".")[0] or "prelude"
+    module = type(sys)(name)
+    module.__file__ = path
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules[name] = module
+    exec(compile(_read(path), path, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+    exported = module.__dict__.get("__all__", [])
+    if not isinstance(exported, (list, tuple)) or not all(isinstance(n, str) for n in exported):
+        _fail("prelude %s: __all__ must be a list of names" % path)
+    return module
+
+
+def run_restricted(script: str, config: Dict[str, Any]) -> None:
+    # The guest sees this directory's package as the top-level "restricted".
+    from restricted import capabilities as caps  # type: ignore[import-not-found]
+    from restricted import environment as env_mod  # type: ignore[import-not-found]
+    from restricted import names  # type: ignore[import-not-found]
+
+    # Trusted imports search only the read-only standard library and this
+    # directory: never a place the guest can write.
+    sys.path[:] = [p for p in sys.path if p == HERE or p.startswith("/usr/lib/")]
+    prelude_path = config.get("prelude")
+    prelude = run_prelude(prelude_path) if isinstance(prelude_path, str) else None
+    quitters = {"exit": _Quitter("exit"), "quit": _Quitter("quit")}
+    allowed = _str_list(config, "modules")
+    if "modules" not in config:
+        allowed = sorted(names.DEFAULT_MODULES)
+    if config.get("threads"):
+        allowed += sorted(names.THREAD_MODULES)
+    user_path = [script.rpartition("/")[0] or "/"]
+    env = env_mod.Environment(
+        allowed, user_path, stdin=bool(config.get("stdin")), extra_builtins=quitters
+    )
+    main = env.new_module("__main__", script)
+    sys.modules["__main__"] = main
+    if prelude is not None:
+        for name in prelude.__dict__.get("__all__", []):
+            if name not in prelude.__dict__:
+                _fail("prelude: __all__ names %r, which it does not define" % name)
+            main.__dict__[name] = caps.grant(prelude.__dict__[name], name)
+    channel = caps.Channel(None)
+    for name in _str_list(config, "host_functions"):
+        main.__dict__[name] = caps.host_function(name, channel)
+    del channel, prelude
+    code = env.compile_source(_read(script), script, "exec")
+    exec(code, main.__dict__)  # noqa: S102 -- checked and rewritten by the restricted checker
 
 
 def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("bootstrap: no script given\n")
         raise SystemExit(2)
+    config = take_config()
     script = sys.argv[1]
     sys.argv = sys.argv[1:]
-    sys.path[0:1] = [script.rpartition("/")[0] or "/"]
-    _install_exit()
+    restricted = config.get("restricted", True) is not False
     try:
-        _run(script)
+        if restricted:
+            run_restricted(script, config)
+        else:
+            run_unrestricted(script)
     except SystemExit:
         raise
     except BaseException:
-        import traceback
-
-        etype, value, tb = sys.exc_info()
-        # Drop the bootstrap's own frames.
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-            tb = tb.tb_next
-        traceback.print_exception(etype, value, tb)
-        sys.stderr.flush()
+        _print_traceback([__file__, HERE + "/restricted/"])
         raise SystemExit(1) from None
 
 

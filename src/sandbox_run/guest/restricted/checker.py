@@ -1,0 +1,282 @@
+"""The compile-time checker: parse, refuse, rewrite, compile.
+
+Untrusted source is parsed with the builtin ``_ast`` (not ``ast``: that module
+imports a dozen others, each a dozen mediated system calls).  The tree is
+walked with an allow-list of node types; anything else is refused with the
+line number.  Names and attributes are checked against ``names``; what cannot
+be decided statically is rewritten into calls of the run-time guards:
+
+- ``obj._x`` (private)            -> ``G.g(obj, "_x")``   (name-mangled first)
+- ``obj.__init__`` and the four attribute dunders -> ``G.s(obj, name)``
+- ``obj.format`` / ``obj.format_map`` -> ``G.f(obj, name)``
+- ``obj.x = v``, ``del obj.x``, ``obj.x += v`` (any store target)
+                                   -> ``G.w(obj)["x"] = v`` (same evaluation order)
+- each class body starts with ``__sr_token__ = G.t()`` (see guards.build_class)
+
+``G`` is not a name: the compiled code loads it as a constant.  The tree
+refers to a placeholder string, which is replaced in every code object's
+constants after compilation.  So no namespace (a class body's ``__prepare__``
+mapping, ``exec``'s locals) can substitute the guards, and the JIT sees them
+as constants.  Public attribute loads are left alone: they cost nothing.
+"""
+
+import _ast
+from typing import Any, List, Optional
+
+from . import names
+from .errors import SandboxAttributeError, SandboxNameError, SandboxSyntaxError
+
+#: Node types the checker knows (Python 3.9).  Anything else is refused.
+ALLOWED_NODES = frozenset(
+    """
+    Module Interactive Expression
+    FunctionDef AsyncFunctionDef ClassDef Return Delete Assign AugAssign AnnAssign
+    For AsyncFor While If With AsyncWith Raise Try Assert Import ImportFrom Global
+    Nonlocal Expr Pass Break Continue
+    BoolOp NamedExpr BinOp UnaryOp Lambda IfExp Dict Set ListComp SetComp DictComp
+    GeneratorExp Await Yield YieldFrom Compare Call FormattedValue JoinedStr Constant
+    Attribute Subscript Starred Name List Tuple Slice
+    Load Store Del And Or Add Sub Mult MatMult Div Mod Pow LShift RShift BitOr BitXor
+    BitAnd FloorDiv Invert Not UAdd USub Eq NotEq Lt LtE Gt GtE Is IsNot In NotIn
+    comprehension ExceptHandler arguments arg keyword alias withitem
+    """.split()
+)
+
+#: Dunders untrusted code may assign on its own objects (checked at run time).
+WRITABLE_DUNDERS = frozenset(("__doc__", "__name__", "__qualname__"))
+#: Dunder names that may not be bound in any scope.
+UNBINDABLE_DUNDERS = frozenset(("__class__", "__module__", "__name__", "__qualname__"))
+
+_LOCATION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
+
+
+def is_dunder(name: str) -> bool:
+    return len(name) > 4 and name[:2] == "__" and name[-2:] == "__"
+
+
+def is_reserved(name: str) -> bool:
+    return name.startswith(names.RESERVED_PREFIXES)
+
+
+def mangle(name: str, classname: Optional[str]) -> str:
+    """Private name mangling, as the compiler does it for ``self.__x``."""
+    if classname is None or not name.startswith("__") or name.endswith("__") or "." in name:
+        return name
+    stripped = classname.lstrip("_")
+    if not stripped:
+        return name
+    return "_%s%s" % (stripped, name)
+
+
+class _Rewriter:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.classes: List[Optional[str]] = []  # innermost class for mangling; None in functions
+
+    # --- errors ---------------------------------------------------------
+    def _line(self, node: Any) -> int:
+        return int(getattr(node, "lineno", 0) or 0)
+
+    def _attr_error(self, node: Any, what: str) -> SandboxAttributeError:
+        return SandboxAttributeError(
+            "sandbox policy blocks %s (%s, line %d)" % (what, self.filename, self._line(node))
+        )
+
+    def _name_error(self, node: Any, name: str) -> SandboxNameError:
+        return SandboxNameError(
+            "sandbox policy blocks the name %r (%s, line %d)"
+            % (name, self.filename, self._line(node))
+        )
+
+    # --- helpers --------------------------------------------------------
+    def _at(self, new: Any, old: Any) -> Any:
+        for a in _LOCATION:
+            setattr(new, a, getattr(old, a, 0) or 0)
+        return new
+
+    def _carrier(self, method: str, old: Any) -> Any:
+        const = self._at(_ast.Constant(names.CARRIER_PLACEHOLDER, None), old)
+        return self._at(_ast.Attribute(const, method, _ast.Load()), old)
+
+    def _call(self, method: str, args: List[Any], old: Any) -> Any:
+        return self._at(_ast.Call(self._carrier(method, old), args, []), old)
+
+    def _const(self, value: Any, old: Any) -> Any:
+        return self._at(_ast.Constant(value, None), old)
+
+    def _check_binding(self, name: Optional[str], node: Any) -> None:
+        if name is None:
+            return
+        if name in names.DENIED_NAMES or is_reserved(name) or name in UNBINDABLE_DUNDERS:
+            raise self._name_error(node, name)
+
+    def _check_use(self, name: str, node: Any) -> None:
+        if name in names.DENIED_NAMES or is_reserved(name):
+            raise self._name_error(node, name)
+
+    # --- traversal ------------------------------------------------------
+    def visit(self, node: Any) -> Any:
+        kind = type(node).__name__
+        if kind not in ALLOWED_NODES:
+            raise SandboxSyntaxError(
+                "sandbox policy does not allow %s here (%s, line %d)"
+                % (kind, self.filename, self._line(node))
+            )
+        special = getattr(self, "visit_" + kind, None)
+        if special is not None:
+            return special(node)
+        self.generic(node)
+        return node
+
+    def generic(self, node: Any) -> None:
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, _ast.AST):
+                        value[i] = self.visit(item)
+            elif isinstance(value, _ast.AST):
+                setattr(node, field, self.visit(value))
+
+    # --- names ----------------------------------------------------------
+    def visit_Name(self, node: Any) -> Any:
+        if isinstance(node.ctx, _ast.Load):
+            self._check_use(node.id, node)
+        else:
+            self._check_binding(node.id, node)
+        return node
+
+    def visit_Constant(self, node: Any) -> Any:
+        if isinstance(node.value, str) and node.value == names.CARRIER_PLACEHOLDER:
+            raise SandboxSyntaxError("sandbox policy reserves this string constant")
+        return node
+
+    def visit_arg(self, node: Any) -> Any:
+        self._check_binding(node.arg, node)
+        self.generic(node)
+        return node
+
+    def visit_alias(self, node: Any) -> Any:
+        if node.asname is not None:
+            self._check_binding(node.asname, node)
+        else:
+            first = node.name.partition(".")[0]
+            if first != "*":
+                self._check_binding(first, node)
+        return node
+
+    def visit_Global(self, node: Any) -> Any:
+        for n in node.names:
+            self._check_binding(n, node)
+        return node
+
+    visit_Nonlocal = visit_Global
+
+    def visit_ExceptHandler(self, node: Any) -> Any:
+        self._check_binding(node.name, node)
+        self.generic(node)
+        return node
+
+    def visit_FunctionDef(self, node: Any) -> Any:
+        self._check_binding(node.name, node)
+        for field in ("decorator_list", "returns"):
+            value = getattr(node, field)
+            if isinstance(value, list):
+                value[:] = [self.visit(v) for v in value]
+            elif value is not None:
+                setattr(node, field, self.visit(value))
+        node.args = self.visit(node.args)
+        # Mangling inside a method still uses the class name; a nested class
+        # resets it.  Functions keep the enclosing class for mangling.
+        node.body = [self.visit(s) for s in node.body]
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: Any) -> Any:
+        self._check_binding(node.name, node)
+        node.bases = [self.visit(b) for b in node.bases]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        self.classes.append(node.name)
+        try:
+            body = [self.visit(s) for s in node.body]
+        finally:
+            self.classes.pop()
+        token = self._at(
+            _ast.Assign(
+                [self._at(_ast.Name(names.TOKEN_NAME, _ast.Store()), node)],
+                self._call("t", [], node),
+                None,
+            ),
+            node,
+        )
+        docstring = (
+            body
+            and isinstance(body[0], _ast.Expr)
+            and isinstance(body[0].value, _ast.Constant)
+            and isinstance(body[0].value.value, str)
+        )
+        at = 1 if docstring else 0
+        body.insert(at, token)
+        node.body = body
+        return node
+
+    # --- attributes -----------------------------------------------------
+    def visit_Attribute(self, node: Any) -> Any:
+        node.value = self.visit(node.value)
+        classname = self.classes[-1] if self.classes else None
+        name = mangle(node.attr, classname)
+        if is_reserved(name):
+            raise self._attr_error(node, "attribute %r" % name)
+        if name in names.DENIED_ATTRIBUTES:
+            raise self._attr_error(node, "attribute %r (frames and code objects)" % name)
+        if not isinstance(node.ctx, _ast.Load):
+            if is_dunder(name) and name not in WRITABLE_DUNDERS:
+                raise self._attr_error(node, "changing attribute %r" % name)
+            writer = self._call("w", [node.value], node)
+            return self._at(_ast.Subscript(writer, self._const(name, node), node.ctx), node)
+        if is_dunder(name):
+            if name in names.SAFE_DUNDERS:
+                return node
+            if name in names.GUARDED_DUNDERS or name == "__dict__":
+                return self._call("s", [node.value, self._const(name, node)], node)
+            raise self._attr_error(node, "attribute %r" % name)
+        if name.startswith("_"):
+            return self._call("g", [node.value, self._const(name, node)], node)
+        if name in names.FORMAT_ATTRIBUTES:
+            return self._call("f", [node.value, self._const(name, node)], node)
+        return node
+
+
+def parse(source: Any, filename: str, mode: str) -> Any:
+    """Parse and rewrite; raises SyntaxError (or a Sandbox* error) with a line."""
+    tree = compile(source, filename, mode, _ast.PyCF_ONLY_AST, dont_inherit=True)
+    return _Rewriter(filename).visit(tree)
+
+
+def _replace_placeholder(code: Any, carrier: object) -> Any:
+    consts = code.co_consts
+    changed = False
+    out = []
+    code_type = type(code)
+    for c in consts:
+        if type(c) is str and c == names.CARRIER_PLACEHOLDER:
+            c = carrier
+            changed = True
+        elif type(c) is code_type:
+            new = _replace_placeholder(c, carrier)
+            if new is not c:
+                c = new
+                changed = True
+        out.append(c)
+    if not changed:
+        return code
+    return code.replace(co_consts=tuple(out))
+
+
+def compile_untrusted(source: Any, filename: str, mode: str, carrier: object) -> Any:
+    """Check, rewrite and compile untrusted source into a code object."""
+    tree = parse(source, filename, mode)
+    code = compile(tree, filename, mode, dont_inherit=True)
+    return _replace_placeholder(code, carrier)

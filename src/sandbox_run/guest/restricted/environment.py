@@ -1,0 +1,195 @@
+"""Build the untrusted environment and run untrusted code in it.
+
+``Environment`` owns the restricted builtins module, the guard carrier, the
+importer and the checker settings.  The bootstrap creates one, adds the
+grants, and calls ``run_main``.
+"""
+
+import builtins as _builtins
+import sys
+from typing import Any, Dict, Iterable, List, Optional
+
+from . import checker, guards, modules, names
+from .errors import SandboxAttributeError, SandboxNameError
+
+ModuleType = type(sys)
+_real_compile = compile
+_real_exec = exec
+_real_eval = eval
+_real_dir = dir
+_real_input = input
+_PyCF_ONLY_AST = 1024
+
+
+class Environment:
+    def __init__(
+        self,
+        allowed_modules: Iterable[str],
+        user_path: List[str],
+        *,
+        stdin: bool,
+        extra_builtins: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.carrier = guards.make_carrier()
+        self.builtins = ModuleType("builtins")
+        guards.STATE.builtins_module = self.builtins
+        guards.STATE.protected_modules[self.builtins] = True
+        self.code_objects: Any = guards._identity_dict()  # code compiled by compile()
+        self.importer = modules.Importer(
+            allowed_modules, user_path, self._compile_module, self.builtins
+        )
+        self._fill_builtins(stdin, extra_builtins or {})
+        for t in (_PLAIN_NAMESPACE_TYPES()):
+            guards.STATE.namespace_types[t] = True
+
+    # --- builtins -----------------------------------------------------------------
+    def _fill_builtins(self, stdin: bool, extra: Dict[str, Any]) -> None:
+        d = self.builtins.__dict__
+        real = _builtins.__dict__
+        for name in names.PLAIN_BUILTINS:
+            if name in real:
+                d[name] = real[name]
+        for name, value in real.items():
+            if isinstance(value, type) and issubclass(value, BaseException):
+                d[name] = value
+        d["__debug__"] = real.get("__debug__", True)
+        d["__name__"] = "builtins"
+        d["__doc__"] = "Built-in functions of the sandbox's restricted mode."
+        d["__import__"] = self.importer
+        d["__build_class__"] = guards.make_build_class(real["__build_class__"])
+        d["getattr"] = guards.guarded_getattr
+        d["setattr"] = guards.guarded_setattr
+        d["delattr"] = guards.guarded_delattr
+        d["hasattr"] = guards.guarded_hasattr
+        d["vars"] = self.vars
+        d["dir"] = self.dir
+        d["globals"] = self.globals
+        d["locals"] = self.locals
+        d["exec"] = self.exec
+        d["eval"] = self.eval
+        d["compile"] = self.compile
+        if stdin:
+            d["input"] = _real_input
+        for name, value in extra.items():
+            d[name] = value
+        for value in list(d.values()):
+            if isinstance(value, type):
+                guards.allow_subclassing(value)
+        guards.allow_subclassing(type)
+
+    # --- compiling -------------------------------------------------------------
+    def compile_source(self, source: Any, filename: str, mode: str) -> Any:
+        return checker.compile_untrusted(source, filename, mode, self.carrier)
+
+    def _compile_module(self, source: bytes, filename: str) -> Any:
+        return self.compile_source(source, filename, "exec")
+
+    def new_module(self, name: str, filename: Optional[str]) -> Any:
+        module = ModuleType(name)
+        d = module.__dict__
+        d["__builtins__"] = self.builtins
+        if filename is not None:
+            d["__file__"] = filename
+        guards.STATE.user_modules[module] = True
+        self.importer.modules[name] = module
+        return module
+
+    # --- restricted builtins ------------------------------------------------------
+    def _caller(self, what: str, depth: int = 2) -> Any:
+        frame = sys._getframe(depth)
+        if frame.f_globals.get("__builtins__") is not self.builtins:
+            raise SandboxNameError(
+                "sandbox policy blocks %s() when it is not called by the untrusted code" % what
+            )
+        return frame
+
+    def globals(self) -> Dict[str, Any]:
+        """The calling untrusted code's globals."""
+        return self._caller("globals").f_globals  # type: ignore[no-any-return]
+
+    def locals(self) -> Dict[str, Any]:
+        """The calling untrusted code's locals."""
+        return self._caller("locals").f_locals  # type: ignore[no-any-return]
+
+    def vars(self, *args: Any) -> Any:
+        if not args:
+            return self._caller("vars").f_locals
+        if len(args) > 1:
+            raise TypeError("vars expected at most 1 argument, got %d" % len(args))
+        return guards.namespace(args[0])
+
+    def dir(self, *args: Any) -> List[str]:
+        if not args:
+            return sorted(self._caller("dir").f_locals)
+        if len(args) > 1:
+            raise TypeError("dir expected at most 1 argument, got %d" % len(args))
+        result = _real_dir(args[0])
+        return [n for n in result if n != names.OWNED_ATTRIBUTE]
+
+    def compile(self, source: Any, filename: Any, mode: str, flags: int = 0,
+                dont_inherit: bool = False, optimize: int = -1,
+                _feature_version: int = -1) -> Any:
+        if flags & _PyCF_ONLY_AST:
+            return _real_compile(source, filename, mode, flags, True, optimize)
+        if flags:
+            raise ValueError("sandbox policy: compile() takes no flags but ast.PyCF_ONLY_AST")
+        if isinstance(source, (bytes, bytearray)):
+            source = bytes(source).decode("utf-8")
+        if not isinstance(source, str):
+            raise TypeError("sandbox policy: compile() takes only source text, not %s"
+                            % type(source).__name__)
+        if mode not in ("exec", "eval", "single"):
+            raise ValueError("compile() mode must be 'exec', 'eval' or 'single'")
+        code = self.compile_source(str(source), str(filename), mode)
+        self.code_objects[code] = True
+        return code
+
+    def _namespaces(self, what: str, globals: Any, locals: Any) -> Any:
+        if globals is None:
+            frame = self._caller(what, 3)
+            globals = frame.f_globals
+            if locals is None:
+                locals = frame.f_locals
+        elif type(globals) is not dict:
+            raise TypeError("%s() globals must be a dict" % what)
+        # Whatever the caller put there, the code runs with the restricted
+        # builtins (set with dict's own method: no subclass hooks).
+        dict.__setitem__(globals, "__builtins__", self.builtins)
+        return globals, locals
+
+    def _code(self, source: Any, mode: str) -> Any:
+        if isinstance(source, (str, bytes, bytearray)):
+            if isinstance(source, (bytes, bytearray)):
+                source = bytes(source).decode("utf-8")
+            if mode == "eval":
+                source = source.lstrip(" \t")
+            return self.compile_source(source, "<string>", mode)
+        if self.code_objects.get(source) is None:
+            raise TypeError(
+                "sandbox policy: %s() runs only source text or code from compile()" % mode
+            )
+        return source
+
+    def exec(self, source: Any, globals: Any = None, locals: Any = None) -> None:
+        g, l = self._namespaces("exec", globals, locals)
+        _real_exec(self._code(source, "exec"), g, l)  # noqa: S102 -- checked code only
+
+    def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
+        g, l = self._namespaces("eval", globals, locals)
+        return _real_eval(self._code(source, "eval"), g, l)  # noqa: S307 -- checked code only
+
+
+def _PLAIN_NAMESPACE_TYPES() -> List[type]:
+    """Types whose instance ``__dict__`` is plain data vars() may return."""
+    out: List[type] = [type(sys.implementation)]
+    argparse = sys.modules.get("argparse")
+    if argparse is not None:
+        out.append(argparse.Namespace)
+    return out
+
+
+def allow_namespace_type(t: type) -> None:
+    guards.STATE.namespace_types[t] = True
+
+
+__all__ = ["Environment", "SandboxAttributeError", "allow_namespace_type"]

@@ -1,0 +1,465 @@
+"""Run-time guards: what the rewritten code and the restricted builtins call.
+
+Ownership is the central idea.  An object is the untrusted code's *own* when
+it is an instance of a class the untrusted code created with a class
+statement, such a class itself, a function it defined, or a module it
+imported from its own files.  Its own objects have no secrets from it:
+underscore attributes work on them as usual.  Everything else (granted
+objects, the prelude's, the standard library's, the bootstrap's) keeps its
+underscore attributes, and classes and modules that are not its own cannot be
+changed.
+
+A class is marked as owned by ``build_class`` with the attribute
+``__sr_owned__ = (MARK, cls)``.  A class attribute lookup is folded by PyPy's
+JIT, so the check costs nothing in hot loops (measured: an identity-keyed
+dictionary costs 5-8x on attribute-heavy loops).  The tuple names the class
+itself, so subclasses made with ``type()`` do not inherit ownership, and
+``MARK`` is never reachable from untrusted code (the attribute is a refused
+dunder everywhere, and ``vars()`` filters it), so the marker cannot be forged.
+"""
+
+import sys
+from typing import Any, Callable, Dict
+
+from . import names
+from .errors import SandboxAttributeError
+
+try:
+    from __pypy__ import identity_dict as _identity_dict  # PyPy: no __eq__/__hash__ calls
+except ImportError:  # pragma: no cover - CPython only (never the guest)
+    _identity_dict = dict
+
+_ModuleType = type(sys)
+_FunctionType = type(lambda: None)
+_type_dict = type.__dict__["__dict__"]  # reads a class's own namespace, no metaclass hooks
+_type_mro = type.__dict__["__mro__"]
+_type_setattr = type.__setattr__
+_type_delattr = type.__delattr__
+_real_getattr = getattr
+_real_setattr = setattr
+_real_delattr = delattr
+
+MARK = object()
+OWNED = names.OWNED_ATTRIBUTE
+
+
+class _State:
+    """Set once by ``environment``: identities the guards compare against."""
+
+    builtins_module: Any = None  # the untrusted code's builtins module
+    protected_modules: Any = _identity_dict()  # modules nobody may change
+    user_modules: Any = _identity_dict()  # modules imported from the untrusted code's files
+    subclassable: Any = _identity_dict()  # builtin types, classes of allowed modules, grants
+    tokens: Any = _identity_dict()  # class tokens issued and not yet consumed
+    namespace_types: Any = _identity_dict()  # safe types whose __dict__ vars() may return
+
+
+STATE = _State()
+
+
+def blocked(what: str) -> SandboxAttributeError:
+    return SandboxAttributeError("sandbox policy blocks " + what)
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return "class %s" % _real_getattr(obj, "__qualname__", "?")
+    if type(obj) is _ModuleType:
+        return "module %s" % obj.__name__
+    return "%s object" % type(obj).__name__
+
+
+# --- ownership -----------------------------------------------------------------
+
+
+def is_owned_class(cls: Any) -> bool:
+    m = _real_getattr(cls, OWNED, None)
+    return type(m) is tuple and len(m) == 2 and m[0] is MARK and m[1] is cls
+
+
+def mark_owned(cls: type) -> None:
+    _type_setattr(cls, OWNED, (MARK, cls))
+
+
+def is_untrusted_function(obj: Any) -> bool:
+    return (
+        type(obj) is _FunctionType
+        and obj.__globals__.get("__builtins__") is STATE.builtins_module
+        and STATE.builtins_module is not None
+    )
+
+
+def owns(obj: Any) -> bool:
+    """Is ``obj`` the untrusted code's own object?"""
+    t = type(obj)
+    if issubclass(t, type):
+        return is_owned_class(obj)
+    if is_owned_class(t):
+        return True
+    if t is _FunctionType:
+        return is_untrusted_function(obj)
+    if t is super:
+        target = obj.__self__
+        return target is not None and owns(target)
+    if issubclass(t, _ModuleType):
+        return STATE.user_modules.get(obj) is not None
+    return False
+
+
+def _protocol_name(obj: Any, name: str) -> bool:
+    """Documented underscore names of namedtuples and enums."""
+    if name in names.NAMEDTUPLE_PROTOCOL:
+        t = obj if issubclass(type(obj), type) else type(obj)
+        return issubclass(t, tuple)
+    if name in names.ENUM_PROTOCOL:
+        enum = sys.modules.get("enum")
+        if enum is None:
+            return False
+        return isinstance(obj, enum.Enum) or isinstance(obj, enum.EnumMeta)
+    return False
+
+
+# --- names -----------------------------------------------------------------------
+
+
+def _checked_name(name: Any) -> str:
+    if type(name) is not str:
+        if isinstance(name, str):
+            raise TypeError("sandbox policy: attribute names must be plain str, not %s"
+                            % type(name).__name__)
+        raise TypeError("attribute name must be string, not '%s'" % type(name).__name__)
+    if not name.isascii():
+        import unicodedata
+
+        normal = unicodedata.normalize("NFKC", name)
+        if normal != name:
+            _check_static(normal)
+    return name
+
+
+def _check_static(name: str) -> None:
+    """Refusals that do not depend on the object."""
+    if name.startswith(names.RESERVED_PREFIXES):
+        raise blocked("attribute %r" % name)
+    if name in names.DENIED_ATTRIBUTES:
+        raise blocked("attribute %r (frames and code objects)" % name)
+    if len(name) > 4 and name[:2] == "__" and name[-2:] == "__":
+        if name not in names.SAFE_DUNDERS and name not in names.GUARDED_DUNDERS:
+            if name != "__dict__":
+                raise blocked("attribute %r" % name)
+
+
+def check_read(obj: Any, name: Any) -> str:
+    """Raise unless untrusted code may read ``obj.<name>``; returns the name."""
+    name = _checked_name(name)
+    _check_static(name)
+    if name[:1] == "_" and not (len(name) > 4 and name[:2] == "__" and name[-2:] == "__"):
+        if not owns(obj) and not _protocol_name(obj, name):
+            raise blocked("private attribute %r of %s" % (name, _describe(obj)))
+    return name
+
+
+def check_write(obj: Any, name: Any) -> str:
+    """Raise unless untrusted code may set or delete ``obj.<name>``."""
+    name = _checked_name(name)
+    if name.startswith(names.RESERVED_PREFIXES):
+        raise blocked("changing attribute %r" % name)
+    is_dunder = len(name) > 4 and name[:2] == "__" and name[-2:] == "__"
+    if is_dunder:
+        if name not in ("__doc__", "__name__", "__qualname__") or not owns(obj):
+            raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
+        return name
+    t = type(obj)
+    if issubclass(t, type):
+        if not is_owned_class(obj):
+            raise blocked("changing attribute %r of %s: it is not the untrusted code's own"
+                          % (name, _describe(obj)))
+        return name
+    if name[:1] == "_":
+        if not owns(obj):
+            raise blocked("private attribute %r of %s" % (name, _describe(obj)))
+        return name
+    if is_owned_class(t):
+        return name
+    if issubclass(t, _ModuleType):
+        if STATE.protected_modules.get(obj) is not None:
+            raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
+        return name
+    if t is _FunctionType:
+        if not is_untrusted_function(obj):
+            raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
+        return name
+    if STATE.subclassable.get(t) is None:
+        raise blocked("changing attribute %r of %s: it is not the untrusted code's own"
+                      % (name, _describe(obj)))
+    return name
+
+
+# --- the guarded operations ---------------------------------------------------------
+
+
+def guarded_getattr(obj: Any, name: Any, *default: Any) -> Any:
+    """``getattr`` for untrusted code."""
+    if len(default) > 1:
+        raise TypeError("getattr expected at most 3 arguments, got %d" % (2 + len(default)))
+    try:
+        return read(obj, name)
+    except AttributeError:
+        if default:
+            return default[0]
+        raise
+
+
+def read(obj: Any, name: Any) -> Any:
+    name = check_read(obj, name)
+    if name in names.GUARDED_DUNDERS or name == "__dict__":
+        return special(obj, name)
+    if name in names.FORMAT_ATTRIBUTES:
+        return format_attribute(obj, name)
+    return _real_getattr(obj, name)
+
+
+def private(obj: Any, name: str) -> Any:
+    """``obj._x`` in untrusted code (the checker's ``G.g``)."""
+    t = type(obj)
+    if type(name) is str and is_owned_class(t) and not issubclass(t, type) and name[:2] != "__":
+        return _real_getattr(obj, name)
+    return read(obj, name)
+
+
+def guarded_hasattr(obj: Any, name: Any) -> bool:
+    try:
+        read(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def guarded_setattr(obj: Any, name: Any, value: Any) -> None:
+    _real_setattr(obj, check_write(obj, name), value)
+
+
+def guarded_delattr(obj: Any, name: Any) -> None:
+    _real_delattr(obj, check_write(obj, name))
+
+
+class Writer:
+    """The target of a rewritten attribute store: ``G.w(obj)[name] = value``.
+
+    A subscript keeps Python's evaluation order for every kind of target
+    (tuple unpacking, ``for``/``with`` targets, augmented assignment).  The
+    JIT removes the allocation.
+    """
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        obj = self._obj
+        t = type(obj)
+        if not (type(name) is str and is_owned_class(t) and not issubclass(t, type)
+                and name[:2] != "__"):
+            check_write(obj, name)
+        _real_setattr(obj, name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        obj = self._obj
+        t = type(obj)
+        if type(name) is str and is_owned_class(t) and not issubclass(t, type):
+            if name[:2] != "__":
+                return _real_getattr(obj, name)
+        return read(obj, name)
+
+    def __delitem__(self, name: str) -> None:
+        _real_delattr(self._obj, check_write(self._obj, name))
+
+
+# --- guarded dunders ----------------------------------------------------------------
+
+
+def namespace(obj: Any) -> Any:
+    """``vars(obj)`` / ``obj.__dict__`` for untrusted code."""
+    t = type(obj)
+    if issubclass(t, type):
+        if not is_owned_class(obj):
+            raise blocked("the namespace of %s: it is not the untrusted code's own"
+                          % _describe(obj))
+        ns = dict(_type_dict.__get__(obj, type))
+        ns.pop(OWNED, None)
+        return _mappingproxy(ns)
+    if issubclass(t, _ModuleType):
+        if STATE.user_modules.get(obj) is not None:
+            return obj.__dict__
+        return dict(obj.__dict__)  # views and builtins: a copy
+    if owns(obj) or STATE.namespace_types.get(t) is not None:
+        return obj.__dict__
+    raise blocked("the namespace of %s: it is not the untrusted code's own" % _describe(obj))
+
+
+def _mappingproxy(d: Dict[str, Any]) -> Any:
+    return type(type.__dict__)(d)
+
+
+def special(obj: Any, name: str) -> Any:
+    """``obj.__init__`` and the attribute dunders: checked on every call."""
+    if name == "__dict__":
+        return namespace(obj)
+    real = _real_getattr(obj, name)
+    t = type(obj)
+    if issubclass(t, type):
+        return _unbound(real, name)
+    target = obj.__self__ if t is super else obj
+    return _bound(real, name, target)
+
+
+def _init_allowed(target: Any) -> bool:
+    return issubclass(type(target), type) or owns(target)
+
+
+def _bound(real: Callable[..., Any], name: str, target: Any) -> Callable[..., Any]:
+    if name == "__init__":
+        if not _init_allowed(target):
+            raise blocked("__init__ of %s: it is not the untrusted code's own" % _describe(target))
+        return real
+    check: Callable[[Any, Any], str] = (
+        check_read if name in ("__getattribute__", "__getattr__") else check_write
+    )
+
+    def guarded(attr: Any, *rest: Any) -> Any:
+        return real(check(target, attr), *rest)
+
+    guarded.__name__ = name
+    return guarded
+
+
+def _unbound(real: Callable[..., Any], name: str) -> Callable[..., Any]:
+    if name == "__init__":
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not _init_allowed(self):
+                raise blocked("__init__ of %s: it is not the untrusted code's own"
+                              % _describe(self))
+            return real(self, *args, **kwargs)
+
+        return init
+    check: Callable[[Any, Any], str] = (
+        check_read if name in ("__getattribute__", "__getattr__") else check_write
+    )
+
+    def guarded(target: Any, attr: Any, *rest: Any) -> Any:
+        return real(target, check(target, attr), *rest)
+
+    guarded.__name__ = name
+    return guarded
+
+
+def format_attribute(obj: Any, name: str) -> Any:
+    """``s.format`` / ``str.format``: the guarded formatter for strings."""
+    from . import formatting
+
+    t = type(obj)
+    if issubclass(t, str) and _real_getattr(t, name) is _real_getattr(str, name):
+        return formatting.bound(obj, name)
+    if obj is str:
+        return formatting.unbound(name)
+    if issubclass(t, type) and issubclass(obj, str) and _real_getattr(obj, name) is _real_getattr(
+        str, name
+    ):
+        return formatting.unbound(name)
+    return _real_getattr(obj, name)
+
+
+# --- classes -----------------------------------------------------------------------
+
+
+def class_token() -> object:
+    """A fresh token for one class body (the checker's ``G.t``)."""
+    token = object()
+    STATE.tokens[token] = True
+    return token
+
+
+def allow_subclassing(cls: Any) -> None:
+    """Let untrusted code subclass ``cls`` (and so everything in its MRO)."""
+    if not isinstance(cls, type):
+        return
+    for c in _type_mro.__get__(cls, type):
+        STATE.subclassable[c] = True
+
+
+def check_bases(cls: Any) -> None:
+    """Refuse a class whose MRO holds a class untrusted code may not extend."""
+    for c in _type_mro.__get__(cls, type)[1:]:
+        if STATE.subclassable.get(c) is None and not is_owned_class(c):
+            raise TypeError(
+                "sandbox policy blocks subclassing %s.%s: only the untrusted code's own "
+                "classes, builtin types, classes of allowed modules and granted classes "
+                "can be extended" % (c.__module__, c.__qualname__)
+            )
+
+
+def _check_base(base: Any) -> None:
+    if isinstance(base, type) and STATE.subclassable.get(base) is None:
+        if not is_owned_class(base):
+            raise TypeError(
+                "sandbox policy blocks subclassing %s.%s: only the untrusted code's own "
+                "classes, builtin types, classes of allowed modules and granted classes "
+                "can be extended" % (base.__module__, base.__qualname__)
+            )
+        check_bases(base)
+
+
+def make_build_class(real_build_class: Callable[..., Any]) -> Callable[..., Any]:
+    def __build_class__(func: Any, name: Any, *bases: Any, **kwargs: Any) -> Any:
+        if not is_untrusted_function(func):
+            raise TypeError("sandbox policy: __build_class__ takes only a class body")
+        for b in bases:
+            _check_base(b)
+        meta = kwargs.get("metaclass")
+        if meta is not None:
+            _check_base(meta)
+        cls = real_build_class(func, name, *bases, **kwargs)
+        if issubclass(type(cls), type):
+            own = _type_dict.__get__(cls, type)
+            token = own.get(names.TOKEN_NAME)
+            if token is not None and STATE.tokens.pop(token, None) is not None:
+                try:
+                    _type_delattr(cls, names.TOKEN_NAME)
+                except (AttributeError, TypeError):
+                    pass
+                check_bases(cls)
+                mark_owned(cls)
+        return cls
+
+    return __build_class__
+
+
+def mark_created(cls: Any) -> Any:
+    """Classes made for the untrusted code by allowed helpers (namedtuple,
+    make_dataclass) become its own, if their bases allow it."""
+    if issubclass(type(cls), type):
+        check_bases(cls)
+        mark_owned(cls)
+    return cls
+
+
+# --- the carrier ---------------------------------------------------------------------
+
+
+def make_carrier() -> Any:
+    """The object compiled code reaches the guards through (a constant)."""
+    carrier = _ModuleType("sandbox-run guards")
+    d = carrier.__dict__
+    d["g"] = private
+    d["s"] = special
+    d["f"] = format_attribute
+    d["w"] = Writer
+    d["t"] = class_token
+    STATE.protected_modules[carrier] = True
+    return carrier
+
+
+def describe(obj: Any) -> str:
+    return _describe(obj)
