@@ -11,7 +11,20 @@ be decided statically is rewritten into calls of the run-time guards:
 - ``obj.format`` / ``obj.format_map`` -> ``G.f(obj, name)``
 - ``obj.x = v``, ``del obj.x``, ``obj.x += v`` (any store target)
                                    -> ``G.w(obj)["x"] = v`` (same evaluation order)
-- each class body starts with ``__sr_token__ = G.t()`` (see guards.build_class)
+- ``import a.b``, ``from a import b``, ``from a import *`` -> ``G.i``,
+  ``G.m``, ``G.fi``, ``G.star`` calls (the importer with the module allow-list)
+- ``class C(B, metaclass=M)`` -> ``class C(G.b(B), metaclass=G.b(M))`` with
+  ``G.c`` as its innermost decorator, and ``__sr_token__ = G.t()`` as the
+  first statement of its body (see guards.finish_class)
+
+PyPy ignores ``__builtins__`` in a module's globals (its interpreter is
+built without ``honor__builtins__``): every frame looks up builtins, and the
+``import`` and ``class`` statements their ``__import__`` and
+``__build_class__``, in the one real builtins module.  So nothing implicit
+may reach a builtin: imports and class statements are rewritten, and the
+untrusted code's globals hold every builtin name itself (the restricted ones,
+or a placeholder that refuses to work), which is why ``del`` of a builtin's
+name is refused.
 
 ``G`` is not a name: the compiled code loads it as a constant.  The tree
 refers to a placeholder string, which is replaced in every code object's
@@ -50,6 +63,17 @@ UNBINDABLE_DUNDERS = frozenset(("__class__", "__module__", "__name__", "__qualna
 _LOCATION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
 
 
+def _builtin_names() -> frozenset:  # type: ignore[type-arg]
+    import builtins
+
+    return frozenset(n for n in builtins.__dict__ if not n.startswith("__"))
+
+
+#: Every name the real builtins module defines: untrusted globals shadow them
+#: all, so untrusted code may not delete such a name.
+BUILTIN_NAMES = _builtin_names()
+
+
 def is_dunder(name: str) -> bool:
     return len(name) > 4 and name[:2] == "__" and name[-2:] == "__"
 
@@ -71,7 +95,8 @@ def mangle(name: str, classname: Optional[str]) -> str:
 class _Rewriter:
     def __init__(self, filename: str) -> None:
         self.filename = filename
-        self.classes: List[Optional[str]] = []  # innermost class for mangling; None in functions
+        self.classes: List[Optional[str]] = []  # innermost class for mangling
+        self.depth = 0  # function and class nesting: ``import *`` only at module level
 
     # --- errors ---------------------------------------------------------
     def _line(self, node: Any) -> int:
@@ -132,11 +157,22 @@ class _Rewriter:
         for field in node._fields:
             value = getattr(node, field, None)
             if isinstance(value, list):
-                for i, item in enumerate(value):
-                    if isinstance(item, _ast.AST):
-                        value[i] = self.visit(item)
+                value[:] = self.visit_list(value)
             elif isinstance(value, _ast.AST):
                 setattr(node, field, self.visit(value))
+
+    def visit_list(self, items: List[Any]) -> List[Any]:
+        out: List[Any] = []
+        for item in items:
+            if isinstance(item, _ast.AST):
+                new = self.visit(item)
+                if isinstance(new, list):
+                    out.extend(new)
+                else:
+                    out.append(new)
+            else:
+                out.append(item)
+        return out
 
     # --- names ----------------------------------------------------------
     def visit_Name(self, node: Any) -> Any:
@@ -144,6 +180,11 @@ class _Rewriter:
             self._check_use(node.id, node)
         else:
             self._check_binding(node.id, node)
+            if isinstance(node.ctx, _ast.Del) and node.id in BUILTIN_NAMES:
+                raise SandboxNameError(
+                    "sandbox policy blocks deleting the name %r: it shadows a builtin (%s, line %d)"
+                    % (node.id, self.filename, self._line(node))
+                )
         return node
 
     def visit_Constant(self, node: Any) -> Any:
@@ -164,6 +205,49 @@ class _Rewriter:
             if first != "*":
                 self._check_binding(first, node)
         return node
+
+    def _module_name(self, node: Any) -> Any:
+        return self._at(_ast.Name("__name__", _ast.Load()), node)
+
+    def _assign(self, target: str, value: Any, node: Any) -> Any:
+        name = self._at(_ast.Name(target, _ast.Store()), node)
+        return self._at(_ast.Assign([name], value, None), node)
+
+    def visit_Import(self, node: Any) -> Any:
+        out = []
+        for alias in node.names:
+            self.visit_alias(alias)
+            full = self._const(alias.name, node)
+            if alias.asname is not None:
+                call = self._call("m", [full, self._module_name(node)], node)
+                out.append(self._assign(alias.asname, call, node))
+            else:
+                call = self._call("i", [full, self._module_name(node)], node)
+                out.append(self._assign(alias.name.partition(".")[0], call, node))
+        return out
+
+    def visit_ImportFrom(self, node: Any) -> Any:
+        module = self._const(node.module or "", node)
+        level = self._const(node.level or 0, node)
+        if len(node.names) == 1 and node.names[0].name == "*":
+            if self.depth:
+                raise SandboxSyntaxError(
+                    "import * only allowed at module level (%s, line %d)"
+                    % (self.filename, self._line(node))
+                )
+            call = self._call("star", [module, level, self._module_name(node)], node)
+            return self._at(_ast.Expr(call), node)
+        for alias in node.names:
+            self.visit_alias(alias)
+            if alias.name in names.DENIED_NAMES or is_reserved(alias.name):
+                raise self._name_error(node, alias.name)
+        wanted = self._const(tuple(a.name for a in node.names), node)
+        call = self._call("fi", [module, wanted, level, self._module_name(node)], node)
+        targets = [
+            self._at(_ast.Name(a.asname or a.name, _ast.Store()), node) for a in node.names
+        ]
+        tup = self._at(_ast.Tuple(targets, _ast.Store()), node)
+        return self._at(_ast.Assign([tup], call, None), node)
 
     def visit_Global(self, node: Any) -> Any:
         for n in node.names:
@@ -188,21 +272,47 @@ class _Rewriter:
         node.args = self.visit(node.args)
         # Mangling inside a method still uses the class name; a nested class
         # resets it.  Functions keep the enclosing class for mangling.
-        node.body = [self.visit(s) for s in node.body]
+        self.depth += 1
+        try:
+            node.body = self.visit_list(node.body)
+        finally:
+            self.depth -= 1
+        return node
+
+    def visit_Lambda(self, node: Any) -> Any:
+        self.depth += 1
+        try:
+            self.generic(node)
+        finally:
+            self.depth -= 1
         return node
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node: Any) -> Any:
         self._check_binding(node.name, node)
-        node.bases = [self.visit(b) for b in node.bases]
+        bases = []
+        for b in node.bases:
+            b = self.visit(b)
+            if isinstance(b, _ast.Starred):
+                b.value = self._call("bs", [b.value], b)
+                bases.append(b)
+            else:
+                bases.append(self._call("b", [b], b))
+        node.bases = bases
         node.keywords = [self.visit(k) for k in node.keywords]
-        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        for k in node.keywords:
+            if k.arg == "metaclass" or k.arg is None:
+                k.value = self._call("b" if k.arg else "bk", [k.value], k.value)
+        node.decorator_list = self.visit_list(node.decorator_list)
+        node.decorator_list.append(self._carrier("c", node))
         self.classes.append(node.name)
+        self.depth += 1
         try:
-            body = [self.visit(s) for s in node.body]
+            body = self.visit_list(node.body)
         finally:
             self.classes.pop()
+            self.depth -= 1
         token = self._at(
             _ast.Assign(
                 [self._at(_ast.Name(names.TOKEN_NAME, _ast.Store()), node)],

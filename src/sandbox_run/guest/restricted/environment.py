@@ -1,8 +1,19 @@
-"""Build the untrusted environment and run untrusted code in it.
+"""Build the untrusted environment.
 
-``Environment`` owns the restricted builtins module, the guard carrier, the
-importer and the checker settings.  The bootstrap creates one, adds the
-grants, and calls ``run_main``.
+``Environment`` owns the restricted builtins, the guard carrier, the importer
+and the code objects ``compile()`` made.  The bootstrap creates one, makes
+the ``__main__`` module with ``new_module``, adds the grants, and runs the
+script compiled by ``compile_source``.
+
+PyPy looks builtins up in its one real builtins module whatever a module's
+``__builtins__`` says, so every untrusted namespace holds all builtin names
+itself: the restricted builtins, and for every other name of the real
+builtins module a placeholder that raises NameError when used
+(``populate``).  Untrusted code cannot delete those entries: ``del`` of a
+builtin's name is refused by the checker, and ``globals()``, ``vars()`` and
+a module's ``__dict__`` are read-only views.  The key ``__builtins__`` still
+names the restricted builtins module: the guards recognise untrusted
+functions by it.
 """
 
 import builtins as _builtins
@@ -36,11 +47,14 @@ class Environment:
         guards.STATE.protected_modules[self.builtins] = True
         self.code_objects: Any = guards._identity_dict()  # code compiled by compile()
         self.importer = modules.Importer(
-            allowed_modules, user_path, self._compile_module, self.builtins
+            allowed_modules, user_path, self._compile_module, self.builtins, self.populate
         )
         self._fill_builtins(stdin, extra_builtins or {})
-        for t in (_PLAIN_NAMESPACE_TYPES()):
+        self.template = self._template()
+        guards.STATE.shadowed = frozenset(self.template)
+        for t in _PLAIN_NAMESPACE_TYPES():
             guards.STATE.namespace_types[t] = True
+        self._fill_carrier()
 
     # --- builtins -----------------------------------------------------------------
     def _fill_builtins(self, stdin: bool, extra: Dict[str, Any]) -> None:
@@ -56,7 +70,6 @@ class Environment:
         d["__name__"] = "builtins"
         d["__doc__"] = "Built-in functions of the sandbox's restricted mode."
         d["__import__"] = self.importer
-        d["__build_class__"] = guards.make_build_class(real["__build_class__"])
         d["getattr"] = guards.guarded_getattr
         d["setattr"] = guards.guarded_setattr
         d["delattr"] = guards.guarded_delattr
@@ -77,6 +90,46 @@ class Environment:
                 guards.allow_subclassing(value)
         guards.allow_subclassing(type)
 
+    def _template(self) -> Dict[str, Any]:
+        template = {k: v for k, v in self.builtins.__dict__.items() if not k.startswith("__")}
+        template["__import__"] = self.importer
+        for name in _builtins.__dict__:
+            if name not in template and not name.startswith("__"):
+                template[name] = Excluded(name)
+        return template
+
+    def populate(self, namespace: Dict[str, Any]) -> None:
+        """Give an untrusted namespace every builtin name (see the docstring)."""
+        for key, value in self.template.items():
+            if key not in namespace:
+                namespace[key] = value
+        dict.__setitem__(namespace, "__builtins__", self.builtins)
+
+    # --- imports from compiled code --------------------------------------------
+    def _fill_carrier(self) -> None:
+        d = self.carrier.__dict__
+        imp = self.importer
+        d["i"] = lambda name, caller: imp(name, None, None, (), 0)
+        d["m"] = lambda name, caller: imp.load(name)
+        d["fi"] = imp.import_from
+        d["star"] = self._import_star
+
+    def _import_star(self, module: str, level: int, caller: Any) -> None:
+        frame = sys._getframe(1)
+        target = frame.f_globals
+        if target.get("__builtins__") is not self.builtins:
+            raise SandboxNameError("sandbox policy blocks import * outside untrusted code")
+        mod = self.importer.load(self.importer.absolute(module, caller, level))
+        exported = mod.__dict__.get("__all__")
+        if exported is None:
+            exported = [k for k in mod.__dict__ if not k.startswith("_")]
+        for key in exported:
+            if type(key) is not str:
+                raise TypeError("Item in __all__ must be str, not %s" % type(key).__name__)
+            if key.startswith(names.RESERVED_PREFIXES) or key in names.DENIED_NAMES:
+                raise SandboxNameError("sandbox policy blocks the name %r" % key)
+            target[key] = guards.read(mod, key) if key.startswith("_") else mod.__dict__[key]
+
     # --- compiling -------------------------------------------------------------
     def compile_source(self, source: Any, filename: str, mode: str) -> Any:
         return checker.compile_untrusted(source, filename, mode, self.carrier)
@@ -87,7 +140,7 @@ class Environment:
     def new_module(self, name: str, filename: Optional[str]) -> Any:
         module = ModuleType(name)
         d = module.__dict__
-        d["__builtins__"] = self.builtins
+        self.populate(d)
         if filename is not None:
             d["__file__"] = filename
         guards.STATE.user_modules[module] = True
@@ -103,17 +156,28 @@ class Environment:
             )
         return frame
 
-    def globals(self) -> Dict[str, Any]:
-        """The calling untrusted code's globals."""
-        return self._caller("globals").f_globals  # type: ignore[no-any-return]
+    @staticmethod
+    def _read_only(frame: Any, mapping: Any) -> Any:
+        # A module's namespace is read-only (the builtins' shadows must
+        # stay); a function's locals are a snapshot anyway.
+        if mapping is frame.f_globals:
+            return guards._mappingproxy(mapping)
+        return mapping
 
-    def locals(self) -> Dict[str, Any]:
-        """The calling untrusted code's locals."""
-        return self._caller("locals").f_locals  # type: ignore[no-any-return]
+    def globals(self) -> Any:
+        """The calling untrusted code's globals, read-only."""
+        frame = self._caller("globals")
+        return guards._mappingproxy(frame.f_globals)
+
+    def locals(self) -> Any:
+        """The calling untrusted code's locals (read-only at module level)."""
+        frame = self._caller("locals")
+        return self._read_only(frame, frame.f_locals)
 
     def vars(self, *args: Any) -> Any:
         if not args:
-            return self._caller("vars").f_locals
+            frame = self._caller("vars")
+            return self._read_only(frame, frame.f_locals)
         if len(args) > 1:
             raise TypeError("vars expected at most 1 argument, got %d" % len(args))
         return guards.namespace(args[0])
@@ -152,8 +216,13 @@ class Environment:
                 locals = frame.f_locals
         elif type(globals) is not dict:
             raise TypeError("%s() globals must be a dict" % what)
-        # Whatever the caller put there, the code runs with the restricted
-        # builtins (set with dict's own method: no subclass hooks).
+        else:
+            # Whatever the caller put there, every builtin name resolves to
+            # the restricted one or a placeholder (dict's own methods: no
+            # subclass hooks, and the type is exactly dict).
+            for key, value in self.template.items():
+                if not dict.__contains__(globals, key):
+                    dict.__setitem__(globals, key, value)
         dict.__setitem__(globals, "__builtins__", self.builtins)
         return globals, locals
 
@@ -177,6 +246,29 @@ class Environment:
     def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
         g, l = self._namespaces("eval", globals, locals)
         return _real_eval(self._code(source, "eval"), g, l)  # noqa: S307 -- checked code only
+
+
+class Excluded:
+    """What a builtin untrusted code does not get is bound to, in its
+    namespaces: using it raises NameError naming the builtin."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _refuse(self) -> SandboxNameError:
+        why = names.EXCLUDED_BUILTINS.get(self._name, "not on the builtins allow-list")
+        return SandboxNameError("sandbox policy blocks the builtin %r: %s" % (self._name, why))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse()
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._refuse()
+
+    def __repr__(self) -> str:
+        return "<builtin %r blocked by the sandbox policy>" % self._name
 
 
 def _PLAIN_NAMESPACE_TYPES() -> List[type]:

@@ -52,6 +52,7 @@ class _State:
     subclassable: Any = _identity_dict()  # builtin types, classes of allowed modules, grants
     tokens: Any = _identity_dict()  # class tokens issued and not yet consumed
     namespace_types: Any = _identity_dict()  # safe types whose __dict__ vars() may return
+    shadowed: Any = frozenset()  # builtin names every untrusted namespace must keep
 
 
 STATE = _State()
@@ -159,7 +160,7 @@ def check_read(obj: Any, name: Any) -> str:
     return name
 
 
-def check_write(obj: Any, name: Any) -> str:
+def check_write(obj: Any, name: Any, deleting: bool = False) -> str:
     """Raise unless untrusted code may set or delete ``obj.<name>``."""
     name = _checked_name(name)
     if name.startswith(names.RESERVED_PREFIXES):
@@ -184,6 +185,8 @@ def check_write(obj: Any, name: Any) -> str:
     if issubclass(t, _ModuleType):
         if STATE.protected_modules.get(obj) is not None:
             raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
+        if deleting and STATE.user_modules.get(obj) is not None and name in STATE.shadowed:
+            raise blocked("deleting %r from %s: it shadows a builtin" % (name, _describe(obj)))
         return name
     if t is _FunctionType:
         if not is_untrusted_function(obj):
@@ -240,7 +243,7 @@ def guarded_setattr(obj: Any, name: Any, value: Any) -> None:
 
 
 def guarded_delattr(obj: Any, name: Any) -> None:
-    _real_delattr(obj, check_write(obj, name))
+    _real_delattr(obj, check_write(obj, name, deleting=True))
 
 
 class Writer:
@@ -273,7 +276,7 @@ class Writer:
         return read(obj, name)
 
     def __delitem__(self, name: str) -> None:
-        _real_delattr(self._obj, check_write(self._obj, name))
+        _real_delattr(self._obj, check_write(self._obj, name, deleting=True))
 
 
 # --- guarded dunders ----------------------------------------------------------------
@@ -291,7 +294,7 @@ def namespace(obj: Any) -> Any:
         return _mappingproxy(ns)
     if issubclass(t, _ModuleType):
         if STATE.user_modules.get(obj) is not None:
-            return obj.__dict__
+            return _mappingproxy(obj.__dict__)  # read-only: builtins' shadows stay
         return dict(obj.__dict__)  # views and builtins: a copy
     if owns(obj) or STATE.namespace_types.get(t) is not None:
         return obj.__dict__
@@ -411,29 +414,47 @@ def _check_base(base: Any) -> None:
         check_bases(base)
 
 
-def make_build_class(real_build_class: Callable[..., Any]) -> Callable[..., Any]:
-    def __build_class__(func: Any, name: Any, *bases: Any, **kwargs: Any) -> Any:
-        if not is_untrusted_function(func):
-            raise TypeError("sandbox policy: __build_class__ takes only a class body")
-        for b in bases:
-            _check_base(b)
-        meta = kwargs.get("metaclass")
-        if meta is not None:
-            _check_base(meta)
-        cls = real_build_class(func, name, *bases, **kwargs)
-        if issubclass(type(cls), type):
-            own = _type_dict.__get__(cls, type)
-            token = own.get(names.TOKEN_NAME)
-            if token is not None and STATE.tokens.pop(token, None) is not None:
-                try:
-                    _type_delattr(cls, names.TOKEN_NAME)
-                except (AttributeError, TypeError):
-                    pass
-                check_bases(cls)
-                mark_owned(cls)
-        return cls
+def check_base(base: Any) -> Any:
+    """A class statement's base or metaclass (the checker's ``G.b``)."""
+    _check_base(base)
+    return base
 
-    return __build_class__
+
+def check_base_list(bases: Any) -> Any:
+    """``class C(*bases)`` (the checker's ``G.bs``)."""
+    out = list(bases)
+    for b in out:
+        _check_base(b)
+    return out
+
+
+def check_class_keywords(kwargs: Any) -> Any:
+    """``class C(**kw)`` (the checker's ``G.bk``): its metaclass is a base too."""
+    out = dict(kwargs)
+    if "metaclass" in out:
+        _check_base(out["metaclass"])
+    return out
+
+
+def finish_class(cls: Any) -> Any:
+    """The innermost decorator of every class statement (the checker's ``G.c``).
+
+    The class is the untrusted code's own if it carries, in its own namespace,
+    a token issued for a class body and not used before: then it was made by
+    this class statement, not fetched from elsewhere by a metaclass.
+    """
+    if issubclass(type(cls), type):
+        own = _type_dict.__get__(cls, type)
+        token = own.get(names.TOKEN_NAME)
+        if token is not None and STATE.tokens.get(token) is not None:
+            del STATE.tokens[token]
+            try:
+                _type_delattr(cls, names.TOKEN_NAME)
+            except (AttributeError, TypeError):
+                pass
+            check_bases(cls)
+            mark_owned(cls)
+    return cls
 
 
 def mark_created(cls: Any) -> Any:
@@ -457,6 +478,10 @@ def make_carrier() -> Any:
     d["f"] = format_attribute
     d["w"] = Writer
     d["t"] = class_token
+    d["b"] = check_base
+    d["bs"] = check_base_list
+    d["bk"] = check_class_keywords
+    d["c"] = finish_class
     STATE.protected_modules[carrier] = True
     return carrier
 

@@ -134,12 +134,14 @@ class Importer:
         user_path: List[str],
         compile_user: Callable[[bytes, str], Any],
         builtins_module: Any,
+        populate: Callable[[Dict[str, Any]], None],
     ) -> None:
         self.allowed = frozenset(n for n in allowed if n not in names.FORBIDDEN_MODULES)
         self.modules: Dict[str, Any] = {}  # name -> view or user module (sys.modules of the view)
         self.path = list(user_path)  # sys.path of the view: where user modules are searched
         self._compile_user = compile_user
         self._builtins = builtins_module
+        self._populate = populate
         self._real_import = __import__
         self._random: Any = None
 
@@ -157,7 +159,8 @@ class Importer:
         if type(level) is not int or level < 0:
             raise ValueError("level must be >= 0")
         if level > 0:
-            name = self._absolute(name, globals, level)
+            caller = globals.get("__name__") if isinstance(globals, dict) else None
+            name = self.absolute(name, caller, level)
         elif not name:
             raise ValueError("Empty module name")
         module = self.load(name)
@@ -171,14 +174,16 @@ class Importer:
             return module
         return self.modules[name.partition(".")[0]]
 
-    def _absolute(self, name: str, globals: Any, level: int) -> str:
+    def absolute(self, name: str, caller: Any, level: int) -> str:
+        """The absolute name of ``from <level dots><name> import ...`` in ``caller``."""
+        if not level:
+            if not name:
+                raise ValueError("Empty module name")
+            return name
         package = None
-        if isinstance(globals, dict):
-            package = globals.get("__package__")
-            if package is None and "__path__" in globals:
-                package = globals.get("__name__")
-            elif package is None:
-                package = str(globals.get("__name__", "")).rpartition(".")[0]
+        module = self.modules.get(caller) if type(caller) is str else None
+        if module is not None and guards.STATE.user_modules.get(module) is not None:
+            package = module.__dict__.get("__package__")
         if not package or type(package) is not str:
             raise ImportError("attempted relative import with no known parent package")
         bits = package.rsplit(".", level - 1)
@@ -186,6 +191,31 @@ class Importer:
             raise ImportError("attempted relative import beyond top-level package")
         base = bits[0]
         return base + "." + name if name else base
+
+    def import_from(self, module: str, wanted: Any, level: int, caller: Any) -> Any:
+        """``from module import a, b`` (the checker's ``G.fi``): the values, in order."""
+        name = self.absolute(module, caller, level)
+        mod = self.load(name)
+        out = []
+        for item in wanted:
+            d = mod.__dict__
+            if item not in d:
+                try:
+                    self.load(name + "." + item)
+                except ImportError:
+                    pass
+            if item in d:
+                if item.startswith("_"):
+                    guards.check_read(mod, item)
+                out.append(d[item])
+                continue
+            try:
+                out.append(guards.read(mod, item))
+            except AttributeError:
+                raise ImportError(
+                    "cannot import name %r from %r" % (item, name), name=name
+                ) from None
+        return tuple(out)
 
     # --- resolution ----------------------------------------------------------------
     def load(self, name: str) -> Any:
@@ -227,7 +257,7 @@ class Importer:
         module = ModuleType(name)
         d = module.__dict__
         d["__file__"] = path
-        d["__builtins__"] = self._builtins
+        self._populate(d)
         if package_dir is not None:
             d["__path__"] = [package_dir]
             d["__package__"] = name
