@@ -56,6 +56,7 @@ class GuestProgram:
     env: tuple[tuple[str, str], ...]
     scripts: tuple[layout.Script, ...] = ()
     bootstrap: bool = False
+    files: tuple[tuple[str, str], ...] = ()  # (virtual path, host path), read-only
 
 
 @dataclass(slots=True)
@@ -179,6 +180,7 @@ async def run_guest(
             program.scripts,
             exe=program.exe,
             bootstrap=program.bootstrap,
+            files=program.files,
         )
         cfg = kernel.LaunchConfig(
             program=program.image.program,

@@ -115,12 +115,17 @@ def _print_traceback(skip_files: List[str]) -> None:
     _stderr.flush()
 
 
-def run_unrestricted(script: str) -> None:
+def run_unrestricted(script: str, config: Dict[str, Any]) -> None:
+    prelude_path = config.get("prelude")
+    prelude = run_prelude(prelude_path) if isinstance(prelude_path, str) else None
     sys.path[0:1] = [script.rpartition("/")[0] or "/"]
     _install_exit()
     main = type(sys)("__main__")  # no 'import types': every import costs mediated calls
     main.__file__ = script
     main.__dict__["__builtins__"] = __builtins__
+    if prelude is not None:  # trusted code: the names as they are
+        for name in prelude.__dict__.get("__all__", []):
+            main.__dict__[name] = prelude.__dict__[name]
     sys.modules["__main__"] = main
     code = compile(_read(script), script, "exec", dont_inherit=True)
     exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
@@ -188,7 +193,7 @@ def main() -> None:
         if restricted:
             run_restricted(script, config)
         else:
-            run_unrestricted(script)
+            run_unrestricted(script, config)
     except SystemExit:
         raise
     except BaseException:

@@ -11,6 +11,12 @@ A policy file is TOML::
     guest = "/data"        # where the guest sees it (absolute)
     mode = "ro"            # "ro" (default) or "rw"
 
+    [restricted]
+    enabled = true         # the in-guest restricted mode (docs/restricted-mode.md)
+    add_modules = []       # modules added to the default import allow-list
+    remove_modules = []    # modules removed from it
+    threads = false        # may untrusted code import threading
+
 Every key is optional; unknown keys are an error that names the key.  Values
 carry their units ("30s", "512MiB"): a bare number is refused, never guessed.
 In the Python API the same settings are plain numbers in seconds and bytes.
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import PolicyError
+from ..guest.restricted import names as restricted_names
 from .units import format_duration, format_size, parse_duration, parse_size
 
 MiB = 1 << 20
@@ -90,6 +97,14 @@ class Mount:
         raise PolicyError(f"--mount {spec!r}: expected HOST:GUEST[:ro|rw]")
 
 
+def _check_module_names(key: str, value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(m, str) for m in value):
+        raise PolicyError(f"{key}: expected a list of module names, got {value!r}")
+    for m in value:
+        if not m or not all(part.isidentifier() for part in m.split(".")):
+            raise PolicyError(f"{key}: {m!r} is not a module name")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What a sandbox may do.  Seconds and bytes; see the module docstring."""
@@ -97,6 +112,11 @@ class Policy:
     timeout: float = DEFAULT_TIMEOUT
     memory: int = DEFAULT_MEMORY
     mounts: tuple[Mount, ...] = field(default=())
+    #: The in-guest restricted mode; off only for trusted code (--no-restrict).
+    restricted: bool = True
+    add_modules: tuple[str, ...] = ()
+    remove_modules: tuple[str, ...] = ()
+    threads: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
@@ -110,6 +130,15 @@ class Policy:
                 f"memory: at least {format_size(MIN_MEMORY)} is needed to start "
                 f"the interpreter, got {format_size(self.memory)}"
             )
+        for key in ("restricted", "threads"):
+            if not isinstance(getattr(self, key), bool):
+                raise PolicyError(f"{key}: expected true or false, got {getattr(self, key)!r}")
+        _check_module_names("add_modules", self.add_modules)
+        _check_module_names("remove_modules", self.remove_modules)
+        for m in self.add_modules:
+            why = restricted_names.FORBIDDEN_MODULES.get(m)
+            if why is not None:
+                raise PolicyError(f"add_modules: {m!r} can never be allowed ({why})")
         seen: set[str] = set()
         for m in self.mounts:
             if not isinstance(m, Mount):
@@ -120,6 +149,13 @@ class Policy:
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)
+
+    def allowed_modules(self) -> tuple[str, ...]:
+        """The restricted mode's import allow-list: defaults, plus and minus the policy's."""
+        allowed = set(restricted_names.DEFAULT_MODULES) | set(self.add_modules)
+        if self.threads:
+            allowed |= restricted_names.THREAD_MODULES
+        return tuple(sorted(allowed - set(self.remove_modules)))
 
     # --- files ---------------------------------------------------------
     @classmethod
@@ -143,7 +179,7 @@ class Policy:
         cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
     ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
-        _only(data, {"limits", "mount"}, source)
+        _only(data, {"limits", "mount", "restricted"}, source)
         kw: dict[str, Any] = {}
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
@@ -169,6 +205,21 @@ class Policy:
             host = os.path.join(base_dir, os.path.expanduser(m["host"]))
             out.append(Mount(host, m["guest"], mode))
         kw["mounts"] = tuple(out)
+        restricted = data.get("restricted", {})
+        if not isinstance(restricted, Mapping):
+            raise PolicyError(f"{source}: [restricted] must be a table")
+        where = f"{source}: [restricted]"
+        _only(restricted, {"enabled", "add_modules", "remove_modules", "threads"}, where)
+        for key, field_name in (("enabled", "restricted"), ("threads", "threads")):
+            if key in restricted:
+                if not isinstance(restricted[key], bool):
+                    raise PolicyError(f"{where}: '{key}' must be true or false")
+                kw[field_name] = restricted[key]
+        for key in ("add_modules", "remove_modules"):
+            if key in restricted:
+                if not isinstance(restricted[key], list):
+                    raise PolicyError(f"{where}: '{key}' must be a list of module names")
+                kw[key] = tuple(restricted[key])
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +230,12 @@ class Policy:
                 "memory": format_size(self.memory),
             },
             "mount": [{"host": m.host, "guest": m.guest, "mode": m.mode} for m in self.mounts],
+            "restricted": {
+                "enabled": self.restricted,
+                "add_modules": list(self.add_modules),
+                "remove_modules": list(self.remove_modules),
+                "threads": self.threads,
+            },
         }
 
 
