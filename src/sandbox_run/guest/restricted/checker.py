@@ -27,8 +27,8 @@ or a placeholder that refuses to work), which is why ``del`` of a builtin's
 name is refused.
 
 ``G`` is not a name: the compiled code loads it as a constant.  The tree
-refers to a placeholder string, which is replaced in every code object's
-constants after compilation.  So no namespace (a class body's ``__prepare__``
+refers to a placeholder string (random per process), which is replaced in
+every code object's constants after compilation.  So no namespace (a class body's ``__prepare__``
 mapping, ``exec``'s locals) can substitute the guards, and the JIT sees them
 as constants.  Public attribute loads are left alone: they cost nothing.
 """
@@ -93,8 +93,9 @@ def mangle(name: str, classname: Optional[str]) -> str:
 
 
 class _Rewriter:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, placeholder: str) -> None:
         self.filename = filename
+        self.placeholder = placeholder
         self.classes: List[Optional[str]] = []  # innermost class for mangling
         self.depth = 0  # function and class nesting: ``import *`` only at module level
 
@@ -120,7 +121,7 @@ class _Rewriter:
         return new
 
     def _carrier(self, method: str, old: Any) -> Any:
-        const = self._at(_ast.Constant(names.CARRIER_PLACEHOLDER, None), old)
+        const = self._at(_ast.Constant(self.placeholder, None), old)
         return self._at(_ast.Attribute(const, method, _ast.Load()), old)
 
     def _call(self, method: str, args: List[Any], old: Any) -> Any:
@@ -187,23 +188,9 @@ class _Rewriter:
                 )
         return node
 
-    def visit_Constant(self, node: Any) -> Any:
-        if isinstance(node.value, str) and node.value == names.CARRIER_PLACEHOLDER:
-            raise SandboxSyntaxError("sandbox policy reserves this string constant")
-        return node
-
     def visit_arg(self, node: Any) -> Any:
         self._check_binding(node.arg, node)
         self.generic(node)
-        return node
-
-    def visit_alias(self, node: Any) -> Any:
-        if node.asname is not None:
-            self._check_binding(node.asname, node)
-        else:
-            first = node.name.partition(".")[0]
-            if first != "*":
-                self._check_binding(first, node)
         return node
 
     def _module_name(self, node: Any) -> Any:
@@ -213,10 +200,17 @@ class _Rewriter:
         name = self._at(_ast.Name(target, _ast.Store()), node)
         return self._at(_ast.Assign([name], value, None), node)
 
+    def _check_alias(self, alias: Any, node: Any) -> None:
+        # alias nodes have no line numbers in 3.9: report the statement's
+        if alias.asname is not None:
+            self._check_binding(alias.asname, node)
+        elif alias.name != "*":
+            self._check_binding(alias.name.partition(".")[0], node)
+
     def visit_Import(self, node: Any) -> Any:
         out = []
         for alias in node.names:
-            self.visit_alias(alias)
+            self._check_alias(alias, node)
             full = self._const(alias.name, node)
             if alias.asname is not None:
                 call = self._call("m", [full, self._module_name(node)], node)
@@ -238,7 +232,7 @@ class _Rewriter:
             call = self._call("star", [module, level, self._module_name(node)], node)
             return self._at(_ast.Expr(call), node)
         for alias in node.names:
-            self.visit_alias(alias)
+            self._check_alias(alias, node)
             if alias.name in names.DENIED_NAMES or is_reserved(alias.name):
                 raise self._name_error(node, alias.name)
         wanted = self._const(tuple(a.name for a in node.names), node)
@@ -359,23 +353,34 @@ class _Rewriter:
         return node
 
 
-def parse(source: Any, filename: str, mode: str) -> Any:
+def new_placeholder() -> str:
+    """The string constant compiled code carries in place of the guards.
+
+    Random per process: untrusted source cannot contain it, nor build it by
+    constant folding, so no code but the rewriter's refers to the guards.
+    """
+    import os
+
+    return "sandbox-run guards " + os.urandom(16).hex()
+
+
+def parse(source: Any, filename: str, mode: str, placeholder: str) -> Any:
     """Parse and rewrite; raises SyntaxError (or a Sandbox* error) with a line."""
     tree = compile(source, filename, mode, _ast.PyCF_ONLY_AST, dont_inherit=True)
-    return _Rewriter(filename).visit(tree)
+    return _Rewriter(filename, placeholder).visit(tree)
 
 
-def _replace_placeholder(code: Any, carrier: object) -> Any:
+def _replace_placeholder(code: Any, placeholder: str, carrier: object) -> Any:
     consts = code.co_consts
     changed = False
     out = []
     code_type = type(code)
     for c in consts:
-        if type(c) is str and c == names.CARRIER_PLACEHOLDER:
+        if type(c) is str and c == placeholder:
             c = carrier
             changed = True
         elif type(c) is code_type:
-            new = _replace_placeholder(c, carrier)
+            new = _replace_placeholder(c, placeholder, carrier)
             if new is not c:
                 c = new
                 changed = True
@@ -385,8 +390,10 @@ def _replace_placeholder(code: Any, carrier: object) -> Any:
     return code.replace(co_consts=tuple(out))
 
 
-def compile_untrusted(source: Any, filename: str, mode: str, carrier: object) -> Any:
+def compile_untrusted(
+    source: Any, filename: str, mode: str, carrier: object, placeholder: str
+) -> Any:
     """Check, rewrite and compile untrusted source into a code object."""
-    tree = parse(source, filename, mode)
+    tree = parse(source, filename, mode, placeholder)
     code = compile(tree, filename, mode, dont_inherit=True)
-    return _replace_placeholder(code, carrier)
+    return _replace_placeholder(code, placeholder, carrier)

@@ -42,6 +42,7 @@ class Environment:
         extra_builtins: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.carrier = guards.make_carrier()
+        self.placeholder = checker.new_placeholder()
         self.builtins = ModuleType("builtins")
         guards.STATE.builtins_module = self.builtins
         guards.STATE.protected_modules[self.builtins] = True
@@ -93,7 +94,7 @@ class Environment:
     def _template(self) -> Dict[str, Any]:
         template = {k: v for k, v in self.builtins.__dict__.items() if not k.startswith("__")}
         template["__import__"] = self.importer
-        for name in _builtins.__dict__:
+        for name in list(_builtins.__dict__) + list(names.EXCLUDED_BUILTINS):
             if name not in template and not name.startswith("__"):
                 template[name] = Excluded(name)
         return template
@@ -132,7 +133,7 @@ class Environment:
 
     # --- compiling -------------------------------------------------------------
     def compile_source(self, source: Any, filename: str, mode: str) -> Any:
-        return checker.compile_untrusted(source, filename, mode, self.carrier)
+        return checker.compile_untrusted(source, filename, mode, self.carrier, self.placeholder)
 
     def _compile_module(self, source: bytes, filename: str) -> Any:
         return self.compile_source(source, filename, "exec")

@@ -65,7 +65,7 @@ def blocked(what: str) -> SandboxAttributeError:
 def _describe(obj: Any) -> str:
     if isinstance(obj, type):
         return "class %s" % _real_getattr(obj, "__qualname__", "?")
-    if type(obj) is _ModuleType:
+    if issubclass(type(obj), _ModuleType):
         return "module %s" % obj.__name__
     return "%s object" % type(obj).__name__
 
@@ -326,15 +326,22 @@ def _bound(real: Callable[..., Any], name: str, target: Any) -> Callable[..., An
         if not _init_allowed(target):
             raise blocked("__init__ of %s: it is not the untrusted code's own" % _describe(target))
         return real
-    check: Callable[[Any, Any], str] = (
-        check_read if name in ("__getattribute__", "__getattr__") else check_write
-    )
+    if name in ("__getattribute__", "__getattr__"):
 
-    def guarded(attr: Any, *rest: Any) -> Any:
-        return real(check(target, attr), *rest)
+        def get(attr: Any, *rest: Any) -> Any:
+            attr = check_read(target, attr)
+            if attr in names.GUARDED_DUNDERS or attr == "__dict__":
+                return special(target, attr)  # not the raw one, by any route
+            return real(attr, *rest)
 
-    guarded.__name__ = name
-    return guarded
+        get.__name__ = name
+        return get
+
+    def change(attr: Any, *rest: Any) -> Any:
+        return real(check_write(target, attr, name == "__delattr__"), *rest)
+
+    change.__name__ = name
+    return change
 
 
 def _unbound(real: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -347,15 +354,22 @@ def _unbound(real: Callable[..., Any], name: str) -> Callable[..., Any]:
             return real(self, *args, **kwargs)
 
         return init
-    check: Callable[[Any, Any], str] = (
-        check_read if name in ("__getattribute__", "__getattr__") else check_write
-    )
+    if name in ("__getattribute__", "__getattr__"):
 
-    def guarded(target: Any, attr: Any, *rest: Any) -> Any:
-        return real(target, check(target, attr), *rest)
+        def get(target: Any, attr: Any, *rest: Any) -> Any:
+            attr = check_read(target, attr)
+            if attr in names.GUARDED_DUNDERS or attr == "__dict__":
+                return special(target, attr)
+            return real(target, attr, *rest)
 
-    guarded.__name__ = name
-    return guarded
+        get.__name__ = name
+        return get
+
+    def change(target: Any, attr: Any, *rest: Any) -> Any:
+        return real(target, check_write(target, attr, name == "__delattr__"), *rest)
+
+    change.__name__ = name
+    return change
 
 
 def format_attribute(obj: Any, name: str) -> Any:
@@ -471,7 +485,7 @@ def mark_created(cls: Any) -> Any:
 
 def make_carrier() -> Any:
     """The object compiled code reaches the guards through (a constant)."""
-    carrier = _ModuleType("sandbox-run guards")
+    carrier = _ModuleType("guards")
     d = carrier.__dict__
     d["g"] = private
     d["s"] = special

@@ -25,7 +25,7 @@ import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from . import guards, names
-from .errors import SandboxImportError
+from .errors import SandboxAttributeError, SandboxImportError
 
 ModuleType = type(sys)
 
@@ -211,6 +211,8 @@ class Importer:
                 continue
             try:
                 out.append(guards.read(mod, item))
+            except SandboxAttributeError as e:
+                raise SandboxImportError(str(e), name=name) from None
             except AttributeError:
                 raise ImportError(
                     "cannot import name %r from %r" % (item, name), name=name
@@ -306,8 +308,25 @@ class Importer:
         self.modules[name] = view  # before filling it: submodules refer back to it
         return view
 
+    def refuse_missing(self, view: Any, real: Any, reasons: Dict[str, str]) -> None:
+        """Names the real module has and the view leaves out raise an error
+        that says so (a module-level ``__getattr__``, PEP 562)."""
+        name = view.__name__
+
+        def __getattr__(attr: str) -> Any:
+            if attr in real.__dict__ and not attr.startswith("__"):
+                why = reasons.get(attr) or (
+                    "a module it imported" if isinstance(real.__dict__[attr], ModuleType)
+                    else "not in the sandbox's view of the module"
+                )
+                raise guards.blocked("%s.%s: %s" % (name, attr, why))
+            raise AttributeError("module %r has no attribute %r" % (name, attr))
+
+        view.__dict__["__getattr__"] = __getattr__
+
     def view(self, name: str, real: Any) -> Any:
         view = self.new_view(name, getattr(real, "__doc__", None))
+        self.refuse_missing(view, real, DROPPED.get(name, {}))
         d = view.__dict__
         dropped = DROPPED.get(name, {})
         replaced = _REPLACED.get(name, {})
@@ -335,6 +354,7 @@ class Importer:
 
     def picked(self, name: str, real: Any, keep: Iterable[str]) -> Any:
         view = self.new_view(name, getattr(real, "__doc__", None))
+        self.refuse_missing(view, real, {})
         d = view.__dict__
         for key in keep:
             if key in real.__dict__:
@@ -348,6 +368,7 @@ class Importer:
 
 def _sys_view(imp: Importer, name: str) -> Any:
     view = imp.new_view("sys", sys.__doc__, SysView)
+    imp.refuse_missing(view, sys, {})
     d = view.__dict__
     for key in SYS_NAMES:
         if key in sys.__dict__:

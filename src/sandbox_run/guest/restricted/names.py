@@ -76,8 +76,6 @@ RESERVED_PREFIXES = ("__sr_", "_sr_")
 OWNED_ATTRIBUTE = "__sr_owned__"
 #: The class-body name the checker assigns a fresh token to (see guards).
 TOKEN_NAME = "__sr_token__"
-#: The string constant that the compiled code's guard carrier replaces.
-CARRIER_PLACEHOLDER = "\x00sandbox-run guards\x00"
 
 #: Global names untrusted source may not mention at all.
 DENIED_NAMES: FrozenSet[str] = frozenset(
