@@ -65,8 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-restrict",
         action="store_true",
-        help="turn the in-guest restricted mode off: for trusted code that needs only "
-        "the OS layer",
+        help="turn the in-guest restricted mode off: for trusted code that needs only the OS layer",
     )
     p.add_argument(
         "--prelude",

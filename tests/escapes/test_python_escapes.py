@@ -17,7 +17,6 @@ import threading
 
 import sandbox_run
 
-
 OS_LAYER_ONLY = sandbox_run.Policy(restricted=False)
 
 

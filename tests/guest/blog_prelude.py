@@ -65,4 +65,4 @@ class Vector:
 api = Api(_db)
 LIMITS = {"posts": [10, 20]}
 
-__all__ = ["get_posts", "api", "Vector", "LIMITS"]
+__all__ = ["LIMITS", "Vector", "api", "get_posts"]

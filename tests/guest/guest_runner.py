@@ -12,7 +12,6 @@ both ways):
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import textwrap
@@ -101,5 +100,3 @@ def run_sandbox(
         raise AssertionError(f"sandbox run did not complete: {r.reason}\n{r.stderr!r}")
     assert r.stdout is not None and r.stderr is not None
     return Outcome(r.exit_code or 0, r.stdout.decode(), r.stderr.decode())
-
-

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 -- fullwidth letters are the point of the NFKC tests
 """The escape corpus: one test per known technique for leaving a Python
 sandbox, against the restricted mode on PyPy 3.9.
 
@@ -10,8 +11,6 @@ appearing anywhere in the output fails every test (conftest).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from guest_runner import PRELUDE, Runner
 
@@ -522,8 +521,7 @@ attempt('owned', lambda: getattr(int, '__sr_owned__'))
 folded = 'sandbox-run' + ' guards'
 print(type(folded).__name__)
 """,
-        "token: SandboxNameError: sandbox policy blocks the name '__sr_token__' (<string>, "
-        "line 1)",
+        "token: SandboxNameError: sandbox policy blocks the name '__sr_token__' (<string>, line 1)",
         f"owned: {BLOCKED} attribute '__sr_owned__'",
         "str",
     )
@@ -817,8 +815,7 @@ print(get_posts(1), get_posts.__name__, get_posts.__doc__)
         f"__kwdefaults__: {BLOCKED} attribute '__kwdefaults__'",
         f"__code__: {BLOCKED} attribute '__code__'",
         f"__wrapped__: {BLOCKED} attribute '__wrapped__'",
-        f"__dict__: {BLOCKED} the namespace of function object: it is not the untrusted code's "
-        "own",
+        f"__dict__: {BLOCKED} the namespace of function object: it is not the untrusted code's own",
         f"vars: {BLOCKED} the namespace of function object: it is not the untrusted code's own",
         "[{'id': 1, 'title': 'hello'}] get_posts The posts, newest first.",
     )
@@ -1005,8 +1002,7 @@ attempt('dunder', lambda: exec('from json import __loader__'))
         "get_referrers/get_objects reach every object, frames included",
         "from: SandboxImportError: sandbox policy blocks os.system: not in the sandbox's view "
         "of the module",
-        "dunder: SandboxNameError: sandbox policy blocks the name '__loader__' (<string>, "
-        "line 1)",
+        "dunder: SandboxNameError: sandbox policy blocks the name '__loader__' (<string>, line 1)",
     )
 
 
@@ -1139,7 +1135,7 @@ print(friendly.twice(21))
         },
     )
     assert len(out.lines) == 2, out.stderr
-    assert out.lines[0].startswith(
-        f"import: {BLOCKED} attribute '__globals__' ("
-    ) and out.lines[0].endswith("sneaky.py, line 1)")
+    assert out.lines[0].startswith(f"import: {BLOCKED} attribute '__globals__' (") and out.lines[
+        0
+    ].endswith("sneaky.py, line 1)")
     assert out.lines[1] == "42"

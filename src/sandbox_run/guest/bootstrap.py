@@ -94,13 +94,9 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _print_traceback(skip_files: List[str]) -> None:
-    import traceback
-
-    etype, value, tb = sys.exc_info()
-    skip = tuple(skip_files)
-    # Drop the bootstrap's and the restricted machinery's own frames, at the
-    # start (the bootstrap) and at the end (a guard that raised).
+def _trim(tb: Any, skip: Any) -> Any:
+    """A traceback without the bootstrap's and the restricted machinery's
+    frames at its start (the bootstrap) and its end (a guard that raised)."""
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
         tb = tb.tb_next
     last_own = None
@@ -111,6 +107,22 @@ def _print_traceback(skip_files: List[str]) -> None:
         t = t.tb_next
     if last_own is not None:
         last_own.tb_next = None
+    return tb
+
+
+def _print_traceback(skip_files: List[str]) -> None:
+    import traceback
+
+    etype, value, tb = sys.exc_info()
+    skip = tuple(skip_files)
+    tb = _trim(tb, skip)
+    seen = set()
+    chained = value
+    while chained is not None and id(chained) not in seen:
+        seen.add(id(chained))
+        if chained is not value:
+            chained.__traceback__ = _trim(chained.__traceback__, skip)
+        chained = chained.__cause__ or chained.__context__
     traceback.print_exception(etype, value, tb, file=_stderr)
     _stderr.flush()
 
@@ -147,9 +159,7 @@ def run_prelude(path: str) -> Any:
 
 def run_restricted(script: str, config: Dict[str, Any]) -> None:
     # The guest sees this directory's package as the top-level "restricted".
-    from restricted import capabilities as caps  # type: ignore[import-not-found]
-    from restricted import environment as env_mod  # type: ignore[import-not-found]
-    from restricted import names  # type: ignore[import-not-found]
+    from restricted import capabilities, environment, names  # type: ignore[import-not-found]
 
     # Trusted imports search only the read-only standard library and this
     # directory: never a place the guest can write.
@@ -163,7 +173,7 @@ def run_restricted(script: str, config: Dict[str, Any]) -> None:
     if config.get("threads"):
         allowed += sorted(names.THREAD_MODULES)
     user_path = [script.rpartition("/")[0] or "/"]
-    env = env_mod.Environment(
+    env = environment.Environment(
         allowed, user_path, stdin=bool(config.get("stdin")), extra_builtins=quitters
     )
     main = env.new_module("__main__", script)
@@ -172,10 +182,10 @@ def run_restricted(script: str, config: Dict[str, Any]) -> None:
         for name in prelude.__dict__.get("__all__", []):
             if name not in prelude.__dict__:
                 _fail("prelude: __all__ names %r, which it does not define" % name)
-            main.__dict__[name] = caps.grant(prelude.__dict__[name], name)
-    channel = caps.Channel(None)
+            main.__dict__[name] = capabilities.grant(prelude.__dict__[name], name)
+    channel = capabilities.Channel(None)
     for name in _str_list(config, "host_functions"):
-        main.__dict__[name] = caps.host_function(name, channel)
+        main.__dict__[name] = capabilities.host_function(name, channel)
     del channel, prelude
     code = env.compile_source(_read(script), script, "exec")
     exec(code, main.__dict__)  # noqa: S102 -- checked and rewritten by the restricted checker

@@ -135,10 +135,10 @@ class Policy:
                 raise PolicyError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         _check_module_names("add_modules", self.add_modules)
         _check_module_names("remove_modules", self.remove_modules)
-        for m in self.add_modules:
-            why = restricted_names.FORBIDDEN_MODULES.get(m)
+        for name in self.add_modules:
+            why = restricted_names.FORBIDDEN_MODULES.get(name)
             if why is not None:
-                raise PolicyError(f"add_modules: {m!r} can never be allowed ({why})")
+                raise PolicyError(f"add_modules: {name!r} can never be allowed ({why})")
         seen: set[str] = set()
         for m in self.mounts:
             if not isinstance(m, Mount):

@@ -36,8 +36,16 @@ from .errors import HostCallError, SandboxAttributeError
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 _SPECIALS = (
-    "__call__", "__iter__", "__next__", "__len__", "__getitem__", "__contains__",
-    "__enter__", "__exit__", "__bool__", "__str__",
+    "__call__",
+    "__iter__",
+    "__next__",
+    "__len__",
+    "__getitem__",
+    "__contains__",
+    "__enter__",
+    "__exit__",
+    "__bool__",
+    "__str__",
 )
 
 
@@ -68,8 +76,14 @@ def _has_state_worth_proxying(value: Any) -> bool:
     # Functions, builtins and bound methods are wrapped as callables; objects
     # that happen to be callable keep their other attributes behind a proxy.
     kind = type(value).__name__
-    return kind not in ("function", "builtin_function_or_method", "method", "partial",
-                        "method-wrapper", "builtin_method")
+    return kind not in (
+        "function",
+        "builtin_function_or_method",
+        "method",
+        "partial",
+        "method-wrapper",
+        "builtin_method",
+    )
 
 
 def wrap_callable(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
@@ -102,9 +116,7 @@ def proxy(target: Any, label: str) -> Any:
         return grant(value, label + "." + name)
 
     def refuse(*args: Any) -> Any:
-        raise SandboxAttributeError(
-            "sandbox policy blocks changing granted object %r" % label
-        )
+        raise SandboxAttributeError("sandbox policy blocks changing granted object %r" % label)
 
     body: Dict[str, Any] = {
         "__slots__": (),
@@ -170,9 +182,7 @@ class Channel:
 
     def call(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         if self._transport is None:
-            raise HostCallError(
-                "host function %r: this sandbox has no channel to the host" % name
-            )
+            raise HostCallError("host function %r: this sandbox has no channel to the host" % name)
         return self._transport(name, args, kwargs)
 
 
@@ -192,8 +202,10 @@ def plain_data(value: Any, where: str, depth: int = 0) -> Any:
                 raise TypeError("%s: dictionary keys must be str" % where)
             out[k] = plain_data(v, where, depth + 1)
         return out
-    raise TypeError("%s: only plain data (None, bool, int, float, str, list, dict) "
-                    "crosses to the host, not %s" % (where, t.__name__))
+    raise TypeError(
+        "%s: only plain data (None, bool, int, float, str, list, dict) "
+        "crosses to the host, not %s" % (where, t.__name__)
+    )
 
 
 def host_function(name: str, channel: Channel) -> Callable[..., Any]:

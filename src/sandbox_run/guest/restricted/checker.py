@@ -237,9 +237,7 @@ class _Rewriter:
                 raise self._name_error(node, alias.name)
         wanted = self._const(tuple(a.name for a in node.names), node)
         call = self._call("fi", [module, wanted, level, self._module_name(node)], node)
-        targets = [
-            self._at(_ast.Name(a.asname or a.name, _ast.Store()), node) for a in node.names
-        ]
+        targets = [self._at(_ast.Name(a.asname or a.name, _ast.Store()), node) for a in node.names]
         tup = self._at(_ast.Tuple(targets, _ast.Store()), node)
         return self._at(_ast.Assign([tup], call, None), node)
 

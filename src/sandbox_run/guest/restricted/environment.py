@@ -46,7 +46,7 @@ class Environment:
         self.builtins = ModuleType("builtins")
         guards.STATE.builtins_module = self.builtins
         guards.STATE.protected_modules[self.builtins] = True
-        self.code_objects: Any = guards._identity_dict()  # code compiled by compile()
+        self.code_objects: Any = guards.identity_dict()  # code compiled by compile()
         self.importer = modules.Importer(
             allowed_modules, user_path, self._compile_module, self.builtins, self.populate
         )
@@ -191,9 +191,16 @@ class Environment:
         result = _real_dir(args[0])
         return [n for n in result if n != names.OWNED_ATTRIBUTE]
 
-    def compile(self, source: Any, filename: Any, mode: str, flags: int = 0,
-                dont_inherit: bool = False, optimize: int = -1,
-                _feature_version: int = -1) -> Any:
+    def compile(
+        self,
+        source: Any,
+        filename: Any,
+        mode: str,
+        flags: int = 0,
+        dont_inherit: bool = False,
+        optimize: int = -1,
+        _feature_version: int = -1,
+    ) -> Any:
         if flags & _PyCF_ONLY_AST:
             return _real_compile(source, filename, mode, flags, True, optimize)
         if flags:
@@ -201,8 +208,9 @@ class Environment:
         if isinstance(source, (bytes, bytearray)):
             source = bytes(source).decode("utf-8")
         if not isinstance(source, str):
-            raise TypeError("sandbox policy: compile() takes only source text, not %s"
-                            % type(source).__name__)
+            raise TypeError(
+                "sandbox policy: compile() takes only source text, not %s" % type(source).__name__
+            )
         if mode not in ("exec", "eval", "single"):
             raise ValueError("compile() mode must be 'exec', 'eval' or 'single'")
         code = self.compile_source(str(source), str(filename), mode)
@@ -241,12 +249,12 @@ class Environment:
         return source
 
     def exec(self, source: Any, globals: Any = None, locals: Any = None) -> None:
-        g, l = self._namespaces("exec", globals, locals)
-        _real_exec(self._code(source, "exec"), g, l)  # noqa: S102 -- checked code only
+        g, loc = self._namespaces("exec", globals, locals)
+        _real_exec(self._code(source, "exec"), g, loc)  # noqa: S102 -- checked code only
 
     def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
-        g, l = self._namespaces("eval", globals, locals)
-        return _real_eval(self._code(source, "eval"), g, l)  # noqa: S307 -- checked code only
+        g, loc = self._namespaces("eval", globals, locals)
+        return _real_eval(self._code(source, "eval"), g, loc)  # noqa: S307 -- checked code only
 
 
 class Excluded:

@@ -23,8 +23,13 @@ class HostCallError(RuntimeError):
     """A call to a host function could not be made."""
 
 
-for _cls in (SandboxAttributeError, SandboxNameError, SandboxImportError, SandboxSyntaxError,
-             HostCallError):
+for _cls in (
+    SandboxAttributeError,
+    SandboxNameError,
+    SandboxImportError,
+    SandboxSyntaxError,
+    HostCallError,
+):
     _cls.__module__ = "builtins"  # tracebacks print the bare class name
 
 

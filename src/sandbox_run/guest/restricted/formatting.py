@@ -11,9 +11,8 @@ up once and formatted from that result (no second traversal that could see a
 different object).
 """
 
+import _string  # type: ignore[import-not-found, unused-ignore]
 from typing import Any, List, Mapping, Sequence, Tuple
-
-import _string
 
 from . import guards
 
@@ -44,8 +43,9 @@ class _Auto:
         self.manual = False
 
 
-def _vformat(fmt: str, args: Sequence[Any], kwargs: Mapping[str, Any], depth: int,
-             auto: _Auto) -> str:
+def _vformat(
+    fmt: str, args: Sequence[Any], kwargs: Mapping[str, Any], depth: int, auto: _Auto
+) -> str:
     if depth < 0:
         raise ValueError("Max string recursion exceeded")
     out: List[str] = []
@@ -133,8 +133,15 @@ class Formatter:
         self.check_unused_args(used, args, kwargs)
         return result
 
-    def _vformat(self, format_string: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-                 used: Any, depth: int, auto_arg_index: Any = 0) -> Tuple[str, Any]:
+    def _vformat(
+        self,
+        format_string: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        used: Any,
+        depth: int,
+        auto_arg_index: Any = 0,
+    ) -> Tuple[str, Any]:
         if depth < 0:
             raise ValueError("Max string recursion exceeded")
         out: List[str] = []
@@ -145,20 +152,23 @@ class Formatter:
                 continue
             if field_name == "":
                 if auto_arg_index is False:
-                    raise ValueError("cannot switch from manual field specification to "
-                                     "automatic field numbering")
+                    raise ValueError(
+                        "cannot switch from manual field specification to automatic field numbering"
+                    )
                 field_name = str(auto_arg_index)
                 auto_arg_index += 1
             elif field_name.isdigit():
                 if auto_arg_index:
-                    raise ValueError("cannot switch from manual field specification to "
-                                     "automatic field numbering")
+                    raise ValueError(
+                        "cannot switch from manual field specification to automatic field numbering"
+                    )
                 auto_arg_index = False
             obj, arg_used = self.get_field(field_name, args, kwargs)
             used.add(arg_used)
             obj = self.convert_field(obj, conversion)
-            spec, auto_arg_index = self._vformat(spec or "", args, kwargs, used, depth - 1,
-                                                 auto_arg_index)
+            spec, auto_arg_index = self._vformat(
+                spec or "", args, kwargs, used, depth - 1, auto_arg_index
+            )
             out.append(self.format_field(obj, spec))
         return "".join(out), auto_arg_index
 
@@ -167,8 +177,9 @@ class Formatter:
             return args[key]
         return kwargs[key]
 
-    def check_unused_args(self, used_args: Any, args: Sequence[Any],
-                          kwargs: Mapping[str, Any]) -> None:
+    def check_unused_args(
+        self, used_args: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
         pass
 
     def format_field(self, value: Any, format_spec: str) -> Any:
@@ -180,8 +191,9 @@ class Formatter:
     def parse(self, format_string: str) -> Any:
         return _string.formatter_parser(format_string)
 
-    def get_field(self, field_name: str, args: Sequence[Any],
-                  kwargs: Mapping[str, Any]) -> Tuple[Any, Any]:
+    def get_field(
+        self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Tuple[Any, Any]:
         first, rest = _string.formatter_field_name_split(field_name)
         obj = self.get_value(first, args, kwargs)
         return _lookup(obj, rest), first

@@ -24,10 +24,10 @@ from typing import Any, Callable, Dict
 from . import names
 from .errors import SandboxAttributeError
 
-try:
-    from __pypy__ import identity_dict as _identity_dict  # PyPy: no __eq__/__hash__ calls
-except ImportError:  # pragma: no cover - CPython only (never the guest)
-    _identity_dict = dict
+try:  # PyPy: a dictionary keyed by identity, never calling __eq__/__hash__
+    from __pypy__ import identity_dict as identity_dict  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # CPython (host-side tests of the pure parts; never the guest)
+    identity_dict = dict
 
 _ModuleType = type(sys)
 _FunctionType = type(lambda: None)
@@ -47,11 +47,11 @@ class _State:
     """Set once by ``environment``: identities the guards compare against."""
 
     builtins_module: Any = None  # the untrusted code's builtins module
-    protected_modules: Any = _identity_dict()  # modules nobody may change
-    user_modules: Any = _identity_dict()  # modules imported from the untrusted code's files
-    subclassable: Any = _identity_dict()  # builtin types, classes of allowed modules, grants
-    tokens: Any = _identity_dict()  # class tokens issued and not yet consumed
-    namespace_types: Any = _identity_dict()  # safe types whose __dict__ vars() may return
+    protected_modules: Any = identity_dict()  # modules nobody may change
+    user_modules: Any = identity_dict()  # modules imported from the untrusted code's files
+    subclassable: Any = identity_dict()  # builtin types, classes of allowed modules, grants
+    tokens: Any = identity_dict()  # class tokens issued and not yet consumed
+    namespace_types: Any = identity_dict()  # safe types whose __dict__ vars() may return
     shadowed: Any = frozenset()  # builtin names every untrusted namespace must keep
 
 
@@ -75,7 +75,25 @@ def _describe(obj: Any) -> str:
 
 def is_owned_class(cls: Any) -> bool:
     m = _real_getattr(cls, OWNED, None)
-    return type(m) is tuple and len(m) == 2 and m[0] is MARK and m[1] is cls
+    if type(m) is tuple and len(m) == 2 and m[0] is MARK and m[1] is cls:
+        return True
+    return _under_construction(cls)
+
+
+def _under_construction(cls: Any) -> bool:
+    """A class that an untrusted class statement is creating right now (its
+    ``__init_subclass__``, ``__set_name__`` and metaclass run before the
+    statement's ``G.c`` marks it): it holds an issued token, and its MRO is
+    already one the untrusted code may extend."""
+    if not issubclass(type(cls), type):
+        return False
+    token = _type_dict.__get__(cls, type).get(names.TOKEN_NAME)
+    if token is None or STATE.tokens.get(token) is None:
+        return False
+    for c in _type_mro.__get__(cls, type)[1:]:
+        if STATE.subclassable.get(c) is None and not is_owned_class(c):
+            return False
+    return True
 
 
 def mark_owned(cls: type) -> None:
@@ -116,7 +134,7 @@ def _protocol_name(obj: Any, name: str) -> bool:
         enum = sys.modules.get("enum")
         if enum is None:
             return False
-        return isinstance(obj, enum.Enum) or isinstance(obj, enum.EnumMeta)
+        return isinstance(obj, (enum.Enum, enum.EnumMeta))
     return False
 
 
@@ -126,8 +144,9 @@ def _protocol_name(obj: Any, name: str) -> bool:
 def _checked_name(name: Any) -> str:
     if type(name) is not str:
         if isinstance(name, str):
-            raise TypeError("sandbox policy: attribute names must be plain str, not %s"
-                            % type(name).__name__)
+            raise TypeError(
+                "sandbox policy: attribute names must be plain str, not %s" % type(name).__name__
+            )
         raise TypeError("attribute name must be string, not '%s'" % type(name).__name__)
     if not name.isascii():
         import unicodedata
@@ -144,25 +163,31 @@ def _check_static(name: str) -> None:
         raise blocked("attribute %r" % name)
     if name in names.DENIED_ATTRIBUTES:
         raise blocked("attribute %r (frames and code objects)" % name)
-    if len(name) > 4 and name[:2] == "__" and name[-2:] == "__":
-        if name not in names.SAFE_DUNDERS and name not in names.GUARDED_DUNDERS:
-            if name != "__dict__":
-                raise blocked("attribute %r" % name)
+    if _is_dunder(name) and not _readable_dunder(name):
+        raise blocked("attribute %r" % name)
 
 
-def check_read(obj: Any, name: Any) -> str:
-    """Raise unless untrusted code may read ``obj.<name>``; returns the name."""
-    name = _checked_name(name)
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name[:2] == "__" and name[-2:] == "__"
+
+
+def _readable_dunder(name: str) -> bool:
+    return name in names.SAFE_DUNDERS or name in names.GUARDED_DUNDERS or name == "__dict__"
+
+
+def check_read(obj: Any, attr: Any) -> str:
+    """Raise unless untrusted code may read ``obj.<attr>``; returns the name."""
+    name = _checked_name(attr)
     _check_static(name)
-    if name[:1] == "_" and not (len(name) > 4 and name[:2] == "__" and name[-2:] == "__"):
-        if not owns(obj) and not _protocol_name(obj, name):
-            raise blocked("private attribute %r of %s" % (name, _describe(obj)))
+    private = name[:1] == "_" and not _is_dunder(name)
+    if private and not owns(obj) and not _protocol_name(obj, name):
+        raise blocked("private attribute %r of %s" % (name, _describe(obj)))
     return name
 
 
-def check_write(obj: Any, name: Any, deleting: bool = False) -> str:
-    """Raise unless untrusted code may set or delete ``obj.<name>``."""
-    name = _checked_name(name)
+def check_write(obj: Any, attr: Any, deleting: bool = False) -> str:
+    """Raise unless untrusted code may set or delete ``obj.<attr>``."""
+    name = _checked_name(attr)
     if name.startswith(names.RESERVED_PREFIXES):
         raise blocked("changing attribute %r" % name)
     is_dunder = len(name) > 4 and name[:2] == "__" and name[-2:] == "__"
@@ -173,8 +198,10 @@ def check_write(obj: Any, name: Any, deleting: bool = False) -> str:
     t = type(obj)
     if issubclass(t, type):
         if not is_owned_class(obj):
-            raise blocked("changing attribute %r of %s: it is not the untrusted code's own"
-                          % (name, _describe(obj)))
+            raise blocked(
+                "changing attribute %r of %s: it is not the untrusted code's own"
+                % (name, _describe(obj))
+            )
         return name
     if name[:1] == "_":
         if not owns(obj):
@@ -193,8 +220,10 @@ def check_write(obj: Any, name: Any, deleting: bool = False) -> str:
             raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
         return name
     if STATE.subclassable.get(t) is None:
-        raise blocked("changing attribute %r of %s: it is not the untrusted code's own"
-                      % (name, _describe(obj)))
+        raise blocked(
+            "changing attribute %r of %s: it is not the untrusted code's own"
+            % (name, _describe(obj))
+        )
     return name
 
 
@@ -262,17 +291,18 @@ class Writer:
     def __setitem__(self, name: str, value: Any) -> None:
         obj = self._obj
         t = type(obj)
-        if not (type(name) is str and is_owned_class(t) and not issubclass(t, type)
-                and name[:2] != "__"):
+        if not (
+            type(name) is str and is_owned_class(t) and not issubclass(t, type) and name[:2] != "__"
+        ):
             check_write(obj, name)
         _real_setattr(obj, name, value)
 
     def __getitem__(self, name: str) -> Any:
         obj = self._obj
         t = type(obj)
-        if type(name) is str and is_owned_class(t) and not issubclass(t, type):
-            if name[:2] != "__":
-                return _real_getattr(obj, name)
+        fast = type(name) is str and is_owned_class(t) and not issubclass(t, type)
+        if fast and name[:2] != "__":
+            return _real_getattr(obj, name)
         return read(obj, name)
 
     def __delitem__(self, name: str) -> None:
@@ -287,8 +317,9 @@ def namespace(obj: Any) -> Any:
     t = type(obj)
     if issubclass(t, type):
         if not is_owned_class(obj):
-            raise blocked("the namespace of %s: it is not the untrusted code's own"
-                          % _describe(obj))
+            raise blocked(
+                "the namespace of %s: it is not the untrusted code's own" % _describe(obj)
+            )
         ns = dict(_type_dict.__get__(obj, type))
         ns.pop(OWNED, None)
         return _mappingproxy(ns)
@@ -349,8 +380,9 @@ def _unbound(real: Callable[..., Any], name: str) -> Callable[..., Any]:
 
         def init(self: Any, *args: Any, **kwargs: Any) -> Any:
             if not _init_allowed(self):
-                raise blocked("__init__ of %s: it is not the untrusted code's own"
-                              % _describe(self))
+                raise blocked(
+                    "__init__ of %s: it is not the untrusted code's own" % _describe(self)
+                )
             return real(self, *args, **kwargs)
 
         return init
@@ -381,8 +413,10 @@ def format_attribute(obj: Any, name: str) -> Any:
         return formatting.bound(obj, name)
     if obj is str:
         return formatting.unbound(name)
-    if issubclass(t, type) and issubclass(obj, str) and _real_getattr(obj, name) is _real_getattr(
-        str, name
+    if (
+        issubclass(t, type)
+        and issubclass(obj, str)
+        and _real_getattr(obj, name) is _real_getattr(str, name)
     ):
         return formatting.unbound(name)
     return _real_getattr(obj, name)
@@ -462,7 +496,7 @@ def finish_class(cls: Any) -> Any:
         token = own.get(names.TOKEN_NAME)
         if token is not None and STATE.tokens.get(token) is not None:
             del STATE.tokens[token]
-            try:
+            try:  # noqa: SIM105 -- no contextlib: each import costs the guest system calls
                 _type_delattr(cls, names.TOKEN_NAME)
             except (AttributeError, TypeError):
                 pass

@@ -22,12 +22,15 @@ names replaced or dropped (``SPECIAL``).  Views are real module objects, so
 
 import os as _os
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
 
 from . import guards, names
 from .errors import SandboxAttributeError, SandboxImportError
 
-ModuleType = type(sys)
+if TYPE_CHECKING:
+    from types import ModuleType
+else:
+    ModuleType = type(sys)  # no 'import types': each import costs mediated system calls
 
 
 def blocked_module(name: str, why: str = "") -> SandboxImportError:
@@ -167,7 +170,7 @@ class Importer:
         if fromlist:
             for item in fromlist:
                 if type(item) is str and item != "*" and item not in module.__dict__:
-                    try:
+                    try:  # noqa: SIM105 -- no contextlib in the guest
                         self.load(name + "." + item)
                     except ImportError:
                         pass  # the import statement reports the missing name
@@ -200,10 +203,10 @@ class Importer:
         for item in wanted:
             d = mod.__dict__
             if item not in d:
-                try:
+                try:  # noqa: SIM105 -- no contextlib in the guest
                     self.load(name + "." + item)
                 except ImportError:
-                    pass
+                    pass  # reported below
             if item in d:
                 if item.startswith("_"):
                     guards.check_read(mod, item)
@@ -316,7 +319,8 @@ class Importer:
         def __getattr__(attr: str) -> Any:
             if attr in real.__dict__ and not attr.startswith("__"):
                 why = reasons.get(attr) or (
-                    "a module it imported" if isinstance(real.__dict__[attr], ModuleType)
+                    "a module it imported"
+                    if isinstance(real.__dict__[attr], ModuleType)
                     else "not in the sandbox's view of the module"
                 )
                 raise guards.blocked("%s.%s: %s" % (name, attr, why))
@@ -395,8 +399,12 @@ def _os_view(imp: Importer, name: str) -> Any:
 
     d["getenv"] = getenv
     offered = set(id(v) for v in d.values())
-    for key in ("supports_dir_fd", "supports_fd", "supports_follow_symlinks",
-                "supports_effective_ids"):
+    for key in (
+        "supports_dir_fd",
+        "supports_fd",
+        "supports_follow_symlinks",
+        "supports_effective_ids",
+    ):
         funcs = real.__dict__.get(key)
         if isinstance(funcs, (set, frozenset)):
             d[key] = frozenset(f for f in funcs if id(f) in offered)
@@ -505,11 +513,14 @@ def _update_wrapper(imp: Importer, real: Any) -> Any:
     assigned_default = real.__globals__["WRAPPER_ASSIGNMENTS"]
     updated_default = real.__globals__["WRAPPER_UPDATES"]
 
-    def update_wrapper(wrapper: Any, wrapped: Any, assigned: Any = assigned_default,
-                       updated: Any = updated_default) -> Any:
+    def update_wrapper(
+        wrapper: Any, wrapped: Any, assigned: Any = assigned_default, updated: Any = updated_default
+    ) -> Any:
         if not guards.owns(wrapper):
-            raise guards.blocked("update_wrapper() on %s: it is not the untrusted code's own"
-                                 % guards.describe(wrapper))
+            raise guards.blocked(
+                "update_wrapper() on %s: it is not the untrusted code's own"
+                % guards.describe(wrapper)
+            )
         for attr in assigned:
             if attr not in assigned_default:
                 guards.check_read(wrapped, attr)
@@ -541,7 +552,9 @@ def _wraps(imp: Importer, real: Any) -> Any:
     assigned_default = real.__globals__["WRAPPER_ASSIGNMENTS"]
     updated_default = real.__globals__["WRAPPER_UPDATES"]
 
-    def wraps(wrapped: Any, assigned: Any = assigned_default, updated: Any = updated_default) -> Any:
+    def wraps(
+        wrapped: Any, assigned: Any = assigned_default, updated: Any = updated_default
+    ) -> Any:
         def decorate(wrapper: Any) -> Any:
             return update_wrapper(wrapper, wrapped, assigned, updated)
 
@@ -554,8 +567,9 @@ def _dataclass(imp: Importer, real: Any) -> Any:
     def dataclass(cls: Any = None, **kwargs: Any) -> Any:
         def wrap(c: Any) -> Any:
             if not guards.owns(c):
-                raise guards.blocked("dataclass() on %s: it is not the untrusted code's own"
-                                     % guards.describe(c))
+                raise guards.blocked(
+                    "dataclass() on %s: it is not the untrusted code's own" % guards.describe(c)
+                )
             return real(c, **kwargs)
 
         if cls is None:
@@ -569,8 +583,9 @@ def _owned_only(label: str) -> Callable[[Importer, Any], Any]:
     def make(imp: Importer, real: Any) -> Any:
         def guarded(obj: Any, *args: Any, **kwargs: Any) -> Any:
             if not guards.owns(obj):
-                raise guards.blocked("%s() of %s: it is not the untrusted code's own"
-                                     % (label, guards.describe(obj)))
+                raise guards.blocked(
+                    "%s() of %s: it is not the untrusted code's own" % (label, guards.describe(obj))
+                )
             return real(obj, *args, **kwargs)
 
         guarded.__name__ = label
