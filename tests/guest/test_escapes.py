@@ -1139,3 +1139,56 @@ print(friendly.twice(21))
         0
     ].endswith("sneaky.py, line 1)")
     assert out.lines[1] == "42"
+
+
+def test_frame_inspecting_builtins_refuse_trusted_callers(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import contextlib
+def called_back_by_trusted_code(fn):
+    with contextlib.ExitStack() as stack:
+        stack.callback(fn)
+for fn in (globals, locals, vars, dir):
+    attempt(fn.__name__, lambda: called_back_by_trusted_code(fn))
+""",
+        "globals: SandboxNameError: sandbox policy blocks globals() when it is not called by the "
+        "untrusted code",
+        "locals: SandboxNameError: sandbox policy blocks locals() when it is not called by the "
+        "untrusted code",
+        "vars: SandboxNameError: sandbox policy blocks vars() when it is not called by the "
+        "untrusted code",
+        "dir: SandboxNameError: sandbox policy blocks dir() when it is not called by the "
+        "untrusted code",
+    )
+
+
+def test_restricted_builtins_are_plain_functions(runner: Runner) -> None:
+    check(
+        runner,
+        """
+for fn in (__import__, vars, exec, compile, getattr):
+    print(type(fn).__name__, [n for n in dir(fn) if not n.startswith('__')])
+attempt('importer', lambda: __import__.modules)
+""",
+        "function []",
+        "function []",
+        "function []",
+        "function []",
+        "function []",
+        "importer: AttributeError: 'function' object has no attribute 'modules'",
+    )
+
+
+def test_names_from_pypy_internals_and_global_registries(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import collections, urllib.request
+attempt('newdict', lambda: collections.newdict)
+attempt('install_opener', lambda: urllib.request.install_opener)
+""",
+        f"newdict: {BLOCKED} collections.newdict: from __pypy__: interpreter internals",
+        f"install_opener: {BLOCKED} urllib.request.install_opener: a global opener trusted code "
+        "would use too",
+    )

@@ -145,3 +145,35 @@ def test_exec_runs_a_native_program(compile_c: Callable[..., str]) -> None:
 def test_version() -> None:
     p = cli("--version")
     assert p.returncode == 0 and p.stdout.startswith(b"sandbox-run ")
+
+
+def test_restricted_mode_is_on_and_no_restrict_turns_it_off() -> None:
+    code = "import sys\nprint(type(sys).__name__, hasattr(sys, '_getframe'))"
+    p = cli("-c", code)
+    assert p.stdout == b"SysView False\n", p.stderr
+    p = cli("--no-restrict", "-c", code)
+    assert p.stdout == b"module True\n", p.stderr
+
+
+def test_prelude_grants_names(tmp_path: pathlib.Path) -> None:
+    prelude = tmp_path / "tools.py"
+    prelude.write_text(
+        "_count = [0]\ndef bump():\n    _count[0] += 1\n    return _count[0]\n__all__ = ['bump']\n"
+    )
+    p = cli("--prelude", str(prelude), "-c", "bump(); print(bump(), bump.__name__)")
+    assert p.stdout == b"2 bump\n", p.stderr
+    p = cli("--prelude", str(prelude), "-c", "print(bump.__closure__)")
+    assert p.returncode == 1
+    assert p.stderr.startswith(
+        b"SandboxAttributeError: sandbox policy blocks attribute "
+        b"'__closure__' (/sandbox/main.py, line 1)"
+    )
+
+
+def test_bad_prelude_is_a_usage_error(tmp_path: pathlib.Path) -> None:
+    p = cli("--prelude", str(tmp_path / "missing.py"), "-c", "pass")
+    assert p.returncode == 125
+    assert p.stderr == f"sandbox-run: error: prelude {tmp_path}/missing.py: no such file\n".encode()
+    p = cli("--prelude", str(tmp_path / "x.py"), "--exec", "/bin/true")
+    assert p.returncode == 125
+    assert p.stderr == b"sandbox-run: error: --prelude runs Python: it cannot be used with --exec\n"

@@ -70,18 +70,15 @@ class Environment:
         d["__debug__"] = real.get("__debug__", True)
         d["__name__"] = "builtins"
         d["__doc__"] = "Built-in functions of the sandbox's restricted mode."
-        d["__import__"] = self.importer
+        d["__import__"] = _importer_function(self.importer)
         d["getattr"] = guards.guarded_getattr
         d["setattr"] = guards.guarded_setattr
         d["delattr"] = guards.guarded_delattr
         d["hasattr"] = guards.guarded_hasattr
-        d["vars"] = self.vars
-        d["dir"] = self.dir
-        d["globals"] = self.globals
-        d["locals"] = self.locals
-        d["exec"] = self.exec
-        d["eval"] = self.eval
-        d["compile"] = self.compile
+        # Plain functions, not bound methods: untrusted code must not reach
+        # this object's other methods and attributes.
+        for name in ("vars", "dir", "globals", "locals", "exec", "eval", "compile"):
+            d[name] = _function_of(getattr(self, name), name)
         if stdin:
             d["input"] = _real_input
         for name, value in extra.items():
@@ -93,7 +90,7 @@ class Environment:
 
     def _template(self) -> Dict[str, Any]:
         template = {k: v for k, v in self.builtins.__dict__.items() if not k.startswith("__")}
-        template["__import__"] = self.importer
+        template["__import__"] = self.builtins.__dict__["__import__"]
         for name in list(_builtins.__dict__) + list(names.EXCLUDED_BUILTINS):
             if name not in template and not name.startswith("__"):
                 template[name] = Excluded(name)
@@ -149,7 +146,9 @@ class Environment:
         return module
 
     # --- restricted builtins ------------------------------------------------------
-    def _caller(self, what: str, depth: int = 2) -> Any:
+    def _caller(self, what: str, depth: int = 3) -> Any:
+        # depth: this method, the builtin's method, its plain-function
+        # wrapper (_function_of), then the caller.
         frame = sys._getframe(depth)
         if frame.f_globals.get("__builtins__") is not self.builtins:
             raise SandboxNameError(
@@ -219,7 +218,7 @@ class Environment:
 
     def _namespaces(self, what: str, globals: Any, locals: Any) -> Any:
         if globals is None:
-            frame = self._caller(what, 3)
+            frame = self._caller(what, 4)
             globals = frame.f_globals
             if locals is None:
                 locals = frame.f_locals
@@ -255,6 +254,24 @@ class Environment:
     def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
         g, loc = self._namespaces("eval", globals, locals)
         return _real_eval(self._code(source, "eval"), g, loc)  # noqa: S307 -- checked code only
+
+
+def _function_of(method: Any, name: str) -> Any:
+    def builtin(*args: Any, **kwargs: Any) -> Any:
+        return method(*args, **kwargs)
+
+    builtin.__name__ = builtin.__qualname__ = name
+    builtin.__doc__ = getattr(method, "__doc__", None)
+    return builtin
+
+
+def _importer_function(importer: Any) -> Any:
+    def __import__(
+        name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> Any:
+        return importer(name, globals, locals, fromlist, level)
+
+    return __import__
 
 
 class Excluded:

@@ -86,6 +86,8 @@ TRACEBACK_NAMES = frozenset(
 #: Names dropped from otherwise generic views, and why.
 DROPPED: Dict[str, Dict[str, str]] = {
     "typing": {"get_type_hints": "evaluates annotation strings with the unchecked eval"},
+    "collections": {"newdict": "from __pypy__: interpreter internals"},
+    "urllib.request": {"install_opener": "a global opener trusted code would use too"},
     "copy": {"dispatch_table": "global reduce registry shared with trusted code"},
     "codecs": {
         "register": "global codec registry shared with trusted code",
