@@ -32,7 +32,11 @@ def test_configuration_is_gone_before_untrusted_code_runs(runner: Runner) -> Non
 
 
 def test_configuration_is_gone_in_unrestricted_mode_too(runner: Runner) -> None:
-    code = "import os, posix\nprint([k for k in os.environ if 'SANDBOX' in k], posix.environ.get(b'SANDBOX_RUN_GUEST'))\n"
+    code = (
+        "import os, posix\n"
+        "print([k for k in os.environ if 'SANDBOX' in k],\n"
+        "      posix.environ.get(b'SANDBOX_RUN_GUEST'))\n"
+    )
     out = runner(code, policy=sandbox_run.Policy(restricted=False))
     assert out.lines == ["[] None"]
 
@@ -62,7 +66,10 @@ def test_bad_configuration_is_refused(tmp_path: pathlib.Path) -> None:
 
 
 def test_unrestricted_mode_has_the_real_interpreter(runner: Runner) -> None:
-    code = "import gc, sys\nprint(type(sys._getframe()).__name__, (lambda: 0).__globals__ is globals())\n"
+    code = (
+        "import gc, sys\n"
+        "print(type(sys._getframe()).__name__, (lambda: 0).__globals__ is globals())\n"
+    )
     out = runner(code, policy=sandbox_run.Policy(restricted=False))
     assert out.lines == ["frame True"]
 

@@ -314,7 +314,7 @@ class Encoder(json.JSONEncoder):
 
 name, width = 'world', 12
 print(f'{name!r:>{width}}|{3.14159:.2f}|{width=}|{name.upper()}')
-print('{} {name} {0}'.format if False else '{0} {name} {0}'.format('x', name='y'))
+print('{0} {name} {0}'.format('x', name='y'), '{} {}'.format(1, 2))
 print('{:08.3f}'.format(math.pi), '{x[0]}'.format_map({'x': [7]}), '%s-%d' % ('a', 1))
 print(string.Template('$who likes $what').substitute(who='tim', what='pie'))
 print(json.dumps({'s': {3, 1}}, cls=Encoder), json.loads('[1, 2.5, null]'))

@@ -139,7 +139,7 @@ def test_compiled_code_carries_the_guards_as_a_constant() -> None:
     code = checker.compile_untrusted(
         "def f(o):\n    return o._x\n", "t.py", "exec", carrier, PLACEHOLDER
     )
-    inner = [c for c in code.co_consts if hasattr(c, "co_consts")][0]
+    inner = next(c for c in code.co_consts if hasattr(c, "co_consts"))
     assert carrier in inner.co_consts
     assert PLACEHOLDER not in inner.co_consts
 
