@@ -1192,3 +1192,29 @@ attempt('install_opener', lambda: urllib.request.install_opener)
         f"install_opener: {BLOCKED} urllib.request.install_opener: a global opener trusted code "
         "would use too",
     )
+
+
+def test_mro_entries_cannot_smuggle_a_sealed_base(runner: Runner) -> None:
+    check(
+        runner,
+        """
+Post = type(api.first())
+class Smuggler:
+    def __mro_entries__(self, bases):
+        return (Post,)
+def smuggle():
+    class Mine(Smuggler()):
+        pass
+attempt('mro_entries', smuggle)
+from typing import Generic, TypeVar, NamedTuple
+T = TypeVar('T')
+class Box(Generic[T]):
+    pass
+class Row(NamedTuple):
+    x: int
+print(Box[int]().__class__.__name__, Row(1).x)
+""",
+        "mro_entries: TypeError: sandbox policy blocks class bases that are not classes unless "
+        "they come from an allowed module",
+        "Box 1",
+    )

@@ -452,7 +452,16 @@ def check_bases(cls: Any) -> None:
 
 
 def _check_base(base: Any) -> None:
-    if isinstance(base, type) and STATE.subclassable.get(base) is None:
+    if not issubclass(type(base), type):
+        # Not a class: its __mro_entries__ picks the bases (PEP 560).  Trusted
+        # ones (typing's Generic[T], NamedTuple) are fine; the untrusted code's
+        # own could name a sealed class whose __init_subclass__ would run
+        # before the class statement's check.
+        if owns(base) or is_owned_class(type(base)):
+            raise TypeError("sandbox policy blocks class bases that are not classes "
+                            "unless they come from an allowed module")
+        return
+    if STATE.subclassable.get(base) is None:
         if not is_owned_class(base):
             raise TypeError(
                 "sandbox policy blocks subclassing %s.%s: only the untrusted code's own "
