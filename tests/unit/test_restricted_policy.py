@@ -101,3 +101,20 @@ def test_bad_preludes_are_refused(tmp_path: pathlib.Path, name: str, message: st
         path.write_text("__all__ = []\n")
     with pytest.raises(PolicyError, match=message):
         python_program("main.py", b"pass", (), Policy(), prelude=path)
+
+
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "restricted-mode.md"
+
+
+def test_documented_default_modules_are_the_real_ones() -> None:
+    text = DOC.read_text()
+    block = text.split("### The default module list", 1)[1].split("```")[1]
+    assert sorted(block.split()) == sorted(names.DEFAULT_MODULES)
+
+
+def test_every_excluded_builtin_is_documented_with_its_reason() -> None:
+    text = DOC.read_text()
+    for name in names.EXCLUDED_BUILTINS:
+        assert f"`{name}`" in text, name
+    for name in names.FORBIDDEN_MODULES:
+        assert f"`{name}`" in text, name
