@@ -1218,3 +1218,61 @@ print(Box[int]().__class__.__name__, Row(1).x)
         "they come from an allowed module",
         "Box 1",
     )
+
+
+def test_trusted_helpers_do_not_change_trusted_classes(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import functools, typing
+Post = type(api.first())
+attempt('total_ordering', lambda: functools.total_ordering(Post))
+attempt('runtime_checkable', lambda: typing.runtime_checkable(typing.SupportsInt))
+@functools.total_ordering
+class Mine:
+    def __init__(self, v):
+        self.v = v
+    def __lt__(self, other):
+        return self.v < other.v
+    def __eq__(self, other):
+        return self.v == other.v
+print(Mine(2) >= Mine(1))
+""",
+        f"total_ordering: {BLOCKED} total_ordering() of class Post: it is not the untrusted "
+        "code's own",
+        f"runtime_checkable: {BLOCKED} runtime_checkable() of class SupportsInt: it is not the "
+        "untrusted code's own",
+        "True",
+    )
+
+
+def test_module_level_tables_are_copies(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import html, html.entities, warnings
+html.entities.html5.clear()
+html.entities.name2codepoint.clear()
+warnings.filters.clear()
+print(html.unescape('&amp;&lt;'), len(warnings.filters))
+""",
+        "&< 0",
+    )
+
+
+def test_proxies_refuse_frames_even_to_trusted_callers(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import argparse
+titles = api.titles()
+parser = argparse.ArgumentParser()
+parser.add_argument('--gi_frame', action='append')
+attempt('argparse', lambda: parser.parse_args(['--gi_frame', 'x'], namespace=titles))
+attempt('__getattr__', lambda: type(titles).__getattr__(titles, 'gi_frame'))
+""",
+        # argparse's hasattr() sees no gi_frame (the proxy refuses it even to
+        # trusted code), so it tries to set a default, which is refused too
+        f"argparse: {BLOCKED} changing granted object 'api.titles'",
+        f"__getattr__: {BLOCKED} attribute 'gi_frame' (frames and code objects)",
+    )

@@ -105,6 +105,7 @@ def proxy(target: Any, label: str) -> Any:
             raise SandboxAttributeError(
                 "sandbox policy blocks attribute %r of granted object %r" % (name, label)
             )
+        guards.check_read(target, name)  # also for trusted callers: no frames by name
         cached = methods.get(name)
         if cached is not None:
             return cached

@@ -458,8 +458,10 @@ def _check_base(base: Any) -> None:
         # own could name a sealed class whose __init_subclass__ would run
         # before the class statement's check.
         if owns(base) or is_owned_class(type(base)):
-            raise TypeError("sandbox policy blocks class bases that are not classes "
-                            "unless they come from an allowed module")
+            raise TypeError(
+                "sandbox policy blocks class bases that are not classes "
+                "unless they come from an allowed module"
+            )
         return
     if STATE.subclassable.get(base) is None:
         if not is_owned_class(base):

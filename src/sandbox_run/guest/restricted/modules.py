@@ -346,6 +346,10 @@ class Importer:
                 continue
             if key in replaced:
                 value = replaced[key](self, value)
+            elif type(value) in (dict, list, set):
+                # Module-level tables are shared with trusted code: the view
+                # gets a copy (html.entities.html5, warnings.filters, ...).
+                value = type(value)(value)
             d[key] = value
             guards.allow_subclassing(value)
         exported = real.__dict__.get("__all__")
@@ -617,7 +621,15 @@ def _namedtuple(imp: Importer, real: Any) -> Any:
 _REPLACED: Dict[str, Dict[str, Callable[[Importer, Any], Any]]] = {
     "operator": {"attrgetter": _attrgetter, "methodcaller": _methodcaller},
     "string": {"Formatter": _formatter},
-    "functools": {"update_wrapper": _update_wrapper, "wraps": _wraps},
+    "functools": {
+        "update_wrapper": _update_wrapper,
+        "wraps": _wraps,
+        "total_ordering": _owned_only("total_ordering"),
+    },
+    "typing": {
+        "runtime_checkable": _owned_only("runtime_checkable"),
+        "no_type_check": _owned_only("no_type_check"),
+    },
     "dataclasses": {
         "dataclass": _dataclass,
         "asdict": _owned_only("asdict"),
