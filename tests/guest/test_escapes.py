@@ -491,14 +491,35 @@ attempt('dict subclass', lambda: exec('1', type('D', (dict,), {})()))
     )
 
 
+def test_compile_gives_no_code_object(runner: Runner) -> None:
+    # With a code object, the function type (reachable as type(f)) would
+    # make a function whose globals lack the builtins' shadows: PyPy would
+    # resolve its names to the real builtins.
+    check(
+        runner,
+        """
+c = compile("getattr(lambda: 0, '__globals__')", 'calc', 'eval')
+print(repr(c))
+attempt('function type', lambda: type(lambda: 0)(c, {})())
+attempt('replace', lambda: c.replace(co_name='x'))
+attempt('co_consts', lambda: getattr(c, 'co_consts'))
+attempt('eval', lambda: eval(c))
+""",
+        "<compiled eval code from 'calc'>",
+        "function type: TypeError: 'internal-code' object expected, got 'CompiledCode' instead",
+        "replace: AttributeError: 'CompiledCode' object has no attribute 'replace'",
+        f"co_consts: {BLOCKED} attribute 'co_consts' (frames and code objects)",
+        f"eval: {BLOCKED} attribute '__globals__'",
+    )
+
+
 def test_code_objects_from_elsewhere_do_not_run(runner: Runner) -> None:
     check(
         runner,
         """
 c = compile('6 * 7', 'calc', 'eval')
 print(eval(c))
-attempt('replace', lambda: eval(c.replace(co_name='x')))
-attempt('co_consts', lambda: getattr(c, 'co_consts'))
+attempt('replace', lambda: eval(type(c)('calc', 'eval')))
 import ast
 tree = compile('1 + 1', 'x', 'eval', ast.PyCF_ONLY_AST)
 attempt('ast', lambda: compile(tree, 'x', 'eval'))
@@ -506,7 +527,6 @@ attempt('flags', lambda: compile('1', 'x', 'eval', 0x2000))
 """,
         "42",
         "replace: TypeError: sandbox policy: eval() runs only source text or code from compile()",
-        f"co_consts: {BLOCKED} attribute 'co_consts' (frames and code objects)",
         "ast: TypeError: sandbox policy: compile() takes only source text, not Expression",
         "flags: ValueError: sandbox policy: compile() takes no flags but ast.PyCF_ONLY_AST",
     )
@@ -1275,4 +1295,15 @@ attempt('__getattr__', lambda: type(titles).__getattr__(titles, 'gi_frame'))
         # trusted code), so it tries to set a default, which is refused too
         f"argparse: {BLOCKED} changing granted object 'api.titles'",
         f"__getattr__: {BLOCKED} attribute 'gi_frame' (frames and code objects)",
+    )
+
+
+def test_str_of_a_proxy_is_not_the_trusted_repr(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import string
+print(str(api), '%s' % api, string.Template('$a').substitute(a=api), format(api, ''))
+""",
+        "<granted api> <granted api> <granted api> <granted api>",
     )

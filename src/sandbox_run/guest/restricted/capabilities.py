@@ -130,6 +130,8 @@ def proxy(target: Any, label: str) -> Any:
     }
     kind = type(target)
     for special in _SPECIALS:
+        if special == "__str__" and kind.__str__ is object.__str__:
+            continue  # the default str is the trusted repr: the proxy's own instead
         if hasattr(kind, special):
             body[special] = _forward(target, special, label)
     cls = type(getattr(kind, "__name__", "Granted"), (), body)

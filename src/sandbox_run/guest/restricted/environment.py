@@ -46,7 +46,7 @@ class Environment:
         self.builtins = ModuleType("builtins")
         guards.STATE.builtins_module = self.builtins
         guards.STATE.protected_modules[self.builtins] = True
-        self.code_objects: Any = guards.identity_dict()  # code compiled by compile()
+        self.code_objects: Any = guards.identity_dict()  # CompiledCode -> its code object
         self.importer = modules.Importer(
             allowed_modules, user_path, self._compile_module, self.builtins, self.populate
         )
@@ -213,8 +213,7 @@ class Environment:
         if mode not in ("exec", "eval", "single"):
             raise ValueError("compile() mode must be 'exec', 'eval' or 'single'")
         code = self.compile_source(str(source), str(filename), mode)
-        self.code_objects[code] = True
-        return code
+        return self._wrap_code(code, mode)
 
     def _namespaces(self, what: str, globals: Any, locals: Any) -> Any:
         if globals is None:
@@ -241,11 +240,20 @@ class Environment:
             if mode == "eval":
                 source = source.lstrip(" \t")
             return self.compile_source(source, "<string>", mode)
-        if self.code_objects.get(source) is None:
+        code = self.code_objects.get(source)
+        if code is None:
             raise TypeError(
                 "sandbox policy: %s() runs only source text or code from compile()" % mode
             )
-        return source
+        return code
+
+    def _wrap_code(self, code: Any, mode: str) -> Any:
+        # Untrusted code never holds a code object: with one, the function
+        # type (reachable as type(f)) would make a function whose globals
+        # lack the builtins' shadows, which PyPy resolves to the real ones.
+        handle = CompiledCode(code.co_filename, mode)
+        self.code_objects[handle] = code
+        return handle
 
     def exec(self, source: Any, globals: Any = None, locals: Any = None) -> None:
         g, loc = self._namespaces("exec", globals, locals)
@@ -254,6 +262,20 @@ class Environment:
     def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
         g, loc = self._namespaces("eval", globals, locals)
         return _real_eval(self._code(source, "eval"), g, loc)  # noqa: S307 -- checked code only
+
+
+class CompiledCode:
+    """What ``compile()`` returns to untrusted code: a handle that ``exec``
+    and ``eval`` accept, holding no code object."""
+
+    __slots__ = ("filename", "mode")
+
+    def __init__(self, filename: str, mode: str) -> None:
+        self.filename = filename
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        return "<compiled %s code from %r>" % (self.mode, self.filename)
 
 
 def _function_of(method: Any, name: str) -> Any:
