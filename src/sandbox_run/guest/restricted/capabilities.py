@@ -35,6 +35,7 @@ from . import guards
 from .errors import HostCallError, SandboxAttributeError
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_DEFAULT_STR: Any = object.__dict__["__str__"]
 _SPECIALS = (
     "__call__",
     "__iter__",
@@ -130,7 +131,7 @@ def proxy(target: Any, label: str) -> Any:
     }
     kind = type(target)
     for special in _SPECIALS:
-        if special == "__str__" and kind.__str__ is object.__str__:
+        if special == "__str__" and getattr(kind, "__str__", None) is _DEFAULT_STR:
             continue  # the default str is the trusted repr: the proxy's own instead
         if hasattr(kind, special):
             body[special] = _forward(target, special, label)
