@@ -1307,3 +1307,53 @@ print(str(api), '%s' % api, string.Template('$a').substitute(a=api), format(api,
 """,
         "<granted api> <granted api> <granted api> <granted api>",
     )
+
+
+def test_annotation_strings_are_never_evaluated_unchecked(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import functools
+leak = []
+@functools.singledispatch
+def f(x):
+    return 'any'
+def g(x: "[leak.append(().__class__.__base__.__subclasses__()), int][1]"):
+    return 'int'
+attempt('register', lambda: f.register(g))
+def h(x: int):
+    return 'int'
+f.register(h)
+print(f(1), f('s'), leak)
+attempt('singledispatchmethod', lambda: functools.singledispatchmethod)
+""",
+        "register: TypeError: sandbox policy: register() does not evaluate the annotation string "
+        "'[leak.append(().__class__.__base__.__subclasses__()), int][1]'; write @register(cls)",
+        "int any []",
+        f"singledispatchmethod: {BLOCKED} functools.singledispatchmethod: registers by "
+        "annotations through typing.get_type_hints, which evaluates strings with the unchecked "
+        "eval",
+    )
+
+
+def test_dataclass_field_names_cannot_inject_code(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import dataclasses
+def injected():
+    @dataclasses.dataclass
+    class P:
+        __annotations__ = {"x=__import__('gc'),y": int}
+attempt('annotations', injected)
+def forged_field_name():
+    f = dataclasses.field(default=1)
+    f.name = "x=1,y"
+attempt('field name', forged_field_name)
+attempt('make_dataclass', lambda: dataclasses.make_dataclass('Q', ["a=1,b"]))
+""",
+        f"annotations: {BLOCKED} dataclass() field names that are not identifiers",
+        f"field name: {BLOCKED} changing attribute 'name' of Field object: it is not the "
+        "untrusted code's own",
+        f"make_dataclass: {BLOCKED} dataclass field name 'a=1,b'",
+    )

@@ -53,6 +53,7 @@ class _State:
     tokens: Any = identity_dict()  # class tokens issued and not yet consumed
     namespace_types: Any = identity_dict()  # safe types whose __dict__ vars() may return
     shadowed: Any = frozenset()  # builtin names every untrusted namespace must keep
+    readonly_types: Any = identity_dict()  # standard classes whose instances are read-only
 
 
 STATE = _State()
@@ -219,7 +220,7 @@ def check_write(obj: Any, attr: Any, deleting: bool = False) -> str:
         if not is_untrusted_function(obj):
             raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
         return name
-    if STATE.subclassable.get(t) is None:
+    if STATE.subclassable.get(t) is None or STATE.readonly_types.get(t) is not None:
         raise blocked(
             "changing attribute %r of %s: it is not the untrusted code's own"
             % (name, _describe(obj))

@@ -87,6 +87,10 @@ TRACEBACK_NAMES = frozenset(
 DROPPED: Dict[str, Dict[str, str]] = {
     "typing": {"get_type_hints": "evaluates annotation strings with the unchecked eval"},
     "collections": {"newdict": "from __pypy__: interpreter internals"},
+    "functools": {
+        "singledispatchmethod": "registers by annotations through typing.get_type_hints, "
+        "which evaluates strings with the unchecked eval"
+    },
     "urllib.request": {"install_opener": "a global opener trusted code would use too"},
     "copy": {"dispatch_table": "global reduce registry shared with trusted code"},
     "codecs": {
@@ -569,13 +573,41 @@ def _wraps(imp: Importer, real: Any) -> Any:
     return wraps
 
 
+def _field_names_ok(names_: Any) -> bool:
+    import keyword
+
+    return all(type(n) is str and n.isidentifier() and not keyword.iskeyword(n) for n in names_)
+
+
 def _dataclass(imp: Importer, real: Any) -> Any:
+    # dataclass() writes field names into source text it compiles with the
+    # real compiler: every name must be an identifier, and the annotations
+    # it iterates must be a copy untrusted code cannot change meanwhile
+    # (its descriptors and metaclass run during the processing).
+    guards.STATE.readonly_types[real.__globals__["Field"]] = True
+
     def dataclass(cls: Any = None, **kwargs: Any) -> Any:
         def wrap(c: Any) -> Any:
-            if not guards.owns(c):
+            if not guards.owns(c) or not issubclass(type(c), type):
                 raise guards.blocked(
                     "dataclass() on %s: it is not the untrusted code's own" % guards.describe(c)
                 )
+            own = guards._type_dict.__get__(c, type)
+            annotations = own.get("__annotations__", {})
+            if type(annotations) is not dict:
+                raise TypeError("sandbox policy: dataclass() needs __annotations__ to be a dict")
+            snapshot = dict(annotations)
+            if not _field_names_ok(snapshot):
+                raise guards.blocked("dataclass() field names that are not identifiers")
+            for base in guards._type_mro.__get__(c, type)[1:]:
+                fields = guards._type_dict.__get__(base, type).get("__dataclass_fields__", {})
+                if type(fields) is not dict or not _field_names_ok(
+                    [getattr(f, "name", None) for f in fields.values()]
+                ):
+                    raise guards.blocked(
+                        "dataclass() base %s with forged fields" % guards.describe(base)
+                    )
+            type.__setattr__(c, "__annotations__", snapshot)
             return real(c, **kwargs)
 
         if cls is None:
@@ -604,11 +636,37 @@ def _make_dataclass(imp: Importer, real: Any) -> Any:
     def make_dataclass(cls_name: str, fields: Any, **kwargs: Any) -> Any:
         for f in fields:
             n = f if isinstance(f, str) else f[0]
-            if type(n) is not str or n.startswith("_"):
+            if type(n) is not str or n.startswith("_") or not _field_names_ok([n]):
                 raise guards.blocked("dataclass field name %r" % (n,))
         return guards.mark_created(real(cls_name, fields, **kwargs))
 
     return make_dataclass
+
+
+def _singledispatch(imp: Importer, real: Any) -> Any:
+    # register(func) without a class reads the class from the annotations with
+    # typing.get_type_hints, which evaluates strings with the unchecked eval.
+    def singledispatch(func: Any) -> Any:
+        dispatcher = real(func)
+        real_register = dispatcher.register
+
+        def register(cls: Any, func: Any = None) -> Any:
+            if func is None and not isinstance(cls, type) and callable(cls):
+                annotations = getattr(cls, "__annotations__", None)
+                if isinstance(annotations, dict) and annotations:
+                    first = next(iter(annotations.values()))
+                    if isinstance(first, str):
+                        raise TypeError(
+                            "sandbox policy: register() does not evaluate the annotation "
+                            "string %r; write @register(cls)" % first
+                        )
+                    return real_register(first, cls)
+            return real_register(cls, func)
+
+        dispatcher.register = register
+        return dispatcher
+
+    return singledispatch
 
 
 def _namedtuple(imp: Importer, real: Any) -> Any:
@@ -625,6 +683,7 @@ _REPLACED: Dict[str, Dict[str, Callable[[Importer, Any], Any]]] = {
         "update_wrapper": _update_wrapper,
         "wraps": _wraps,
         "total_ordering": _owned_only("total_ordering"),
+        "singledispatch": _singledispatch,
     },
     "typing": {
         "runtime_checkable": _owned_only("runtime_checkable"),
