@@ -566,6 +566,9 @@ def test_user_modules_and_packages(runner: Runner) -> None:
 def test_threads_when_the_policy_allows_them(runner: Runner) -> None:
     code = """
     import threading, queue
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(abs, [-1, -2])) == [1, 2]
     q = queue.Queue()
     ts = [threading.Thread(target=q.put, args=(i,)) for i in range(4)]
     for t in ts: t.start()

@@ -317,10 +317,13 @@ class Importer:
         self.modules[name] = view  # before filling it: submodules refer back to it
         return view
 
-    def refuse_missing(self, view: Any, real: Any, reasons: Dict[str, str]) -> None:
+    def refuse_missing(
+        self, view: Any, real: Any, reasons: Dict[str, str], picked: bool = False
+    ) -> None:
         """Names the real module has and the view leaves out raise an error
         that says so (a module-level ``__getattr__``, PEP 562)."""
         name = view.__name__
+        lazy = real.__dict__.get("__getattr__") if picked is False else None
 
         def __getattr__(attr: str) -> Any:
             if attr in real.__dict__ and not attr.startswith("__"):
@@ -330,6 +333,18 @@ class Importer:
                     else "not in the sandbox's view of the module"
                 )
                 raise guards.blocked("%s.%s: %s" % (name, attr, why))
+            if lazy is not None and type(attr) is str and not attr.startswith("_"):
+                # The real module makes some names on first use (PEP 562:
+                # concurrent.futures.ThreadPoolExecutor); they follow the
+                # view's rules once made.
+                if attr in reasons:
+                    raise guards.blocked("%s.%s: %s" % (name, attr, reasons[attr]))
+                value = lazy(attr)
+                if isinstance(value, ModuleType):
+                    raise guards.blocked("%s.%s: a module it imported" % (name, attr))
+                guards.allow_subclassing(value)
+                view.__dict__[attr] = value
+                return value
             raise AttributeError("module %r has no attribute %r" % (name, attr))
 
         view.__dict__["__getattr__"] = __getattr__
@@ -368,7 +383,7 @@ class Importer:
 
     def picked(self, name: str, real: Any, keep: Iterable[str]) -> Any:
         view = self.new_view(name, getattr(real, "__doc__", None))
-        self.refuse_missing(view, real, {})
+        self.refuse_missing(view, real, {}, picked=True)
         d = view.__dict__
         for key in keep:
             if key in real.__dict__:
@@ -382,7 +397,7 @@ class Importer:
 
 def _sys_view(imp: Importer, name: str) -> Any:
     view = imp.new_view("sys", sys.__doc__, SysView)
-    imp.refuse_missing(view, sys, {})
+    imp.refuse_missing(view, sys, {}, picked=True)
     d = view.__dict__
     for key in SYS_NAMES:
         if key in sys.__dict__:
