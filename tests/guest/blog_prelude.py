@@ -62,7 +62,15 @@ class Vector:
         return self._norm2
 
 
+def with_fallback(fallback):
+    """Calls back into untrusted code while it handles an internal error."""
+    try:
+        raise LookupError("cache miss, password " + PASSWORD)
+    except LookupError:
+        return fallback()
+
+
 api = Api(_db)
 LIMITS = {"posts": [10, 20]}
 
-__all__ = ["LIMITS", "Vector", "api", "get_posts"]
+__all__ = ["LIMITS", "Vector", "api", "get_posts", "with_fallback"]

@@ -1357,3 +1357,24 @@ attempt('make_dataclass', lambda: dataclasses.make_dataclass('Q', ["a=1,b"]))
         "untrusted code's own",
         f"make_dataclass: {BLOCKED} dataclass field name 'a=1,b'",
     )
+
+
+def test_exceptions_trusted_code_is_handling_stay_hidden(runner: Runner) -> None:
+    # The prelude calls back into untrusted code inside an except block: the
+    # callback must not see the prelude's exception (its message holds the
+    # password, which the conftest looks for in every output).
+    check(
+        runner,
+        """
+import sys, traceback
+def fallback():
+    return [str(sys.exc_info()), traceback.format_exc()]
+print(with_fallback(fallback))
+try:
+    1 / 0
+except ZeroDivisionError:
+    print(sys.exc_info()[0].__name__, traceback.format_exc().splitlines()[-1])
+""",
+        "['(None, None, None)', 'NoneType: None\\n']",
+        "ZeroDivisionError ZeroDivisionError: division by zero",
+    )

@@ -403,9 +403,48 @@ def _sys_view(imp: Importer, name: str) -> Any:
         if key in sys.__dict__:
             d[key] = sys.__dict__[key]
     d["argv"] = list(sys.argv)
+    d["exc_info"] = _exc_info
     d["path"] = imp.path
     d["modules"] = imp.modules
     d["warnoptions"] = list(sys.warnoptions)
+    return view
+
+
+def _handled_by_untrusted_code(tb: Any) -> bool:
+    # A handled exception's traceback starts at the frame that caught it.
+    if tb is None:
+        return True
+    handler = tb.tb_frame.f_globals
+    return handler.get("__builtins__") is guards.STATE.builtins_module
+
+
+def _exc_info() -> Any:
+    """``sys.exc_info()``, but not for an exception trusted code is handling
+    (untrusted code it calls meanwhile -- a callback, a finalizer -- would
+    see the trusted code's internal exception)."""
+    info = sys.exc_info()
+    if not _handled_by_untrusted_code(info[2]):
+        return (None, None, None)
+    return info
+
+
+def _traceback_view(imp: Importer, name: str) -> Any:
+    real = imp._real("traceback")
+    view = imp.picked("traceback", real, TRACEBACK_NAMES)
+
+    def format_exc(limit: Any = None, chain: bool = True) -> str:
+        if not _handled_by_untrusted_code(sys.exc_info()[2]):
+            return "NoneType: None\n"
+        return real.format_exc(limit, chain)  # type: ignore[no-any-return]
+
+    def print_exc(limit: Any = None, file: Any = None, chain: bool = True) -> None:
+        if not _handled_by_untrusted_code(sys.exc_info()[2]):
+            (file or sys.stderr).write("NoneType: None\n")
+            return
+        real.print_exc(limit, file, chain)
+
+    view.__dict__["format_exc"] = format_exc
+    view.__dict__["print_exc"] = print_exc
     return view
 
 
@@ -444,10 +483,6 @@ def _os_path_view(imp: Importer, name: str) -> Any:
 
 def _types_view(imp: Importer, name: str) -> Any:
     return imp.picked("types", imp._real("types"), TYPES_NAMES)
-
-
-def _traceback_view(imp: Importer, name: str) -> Any:
-    return imp.picked("traceback", imp._real("traceback"), TRACEBACK_NAMES)
 
 
 def _builtins_view(imp: Importer, name: str) -> Any:
