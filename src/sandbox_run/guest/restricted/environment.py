@@ -21,7 +21,7 @@ import sys
 from typing import Any, Dict, Iterable, List, Optional
 
 from . import checker, guards, modules, names
-from .errors import SandboxAttributeError, SandboxNameError
+from .errors import SandboxNameError
 
 ModuleType = type(sys)
 _real_compile = compile
@@ -328,8 +328,4 @@ def _PLAIN_NAMESPACE_TYPES() -> List[type]:
     return out
 
 
-def allow_namespace_type(t: type) -> None:
-    guards.STATE.namespace_types[t] = True
-
-
-__all__ = ["Environment", "SandboxAttributeError", "allow_namespace_type"]
+__all__ = ["CompiledCode", "Environment", "Excluded"]

@@ -32,6 +32,3 @@ for _cls in (
 ):
     _cls.__module__ = "builtins"  # tracebacks print the bare class name
 
-
-def where(filename: str, lineno: int) -> str:
-    return " (%s, line %d)" % (filename, lineno)
