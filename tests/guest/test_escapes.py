@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from guest_runner import PRELUDE, Runner
 
+import sandbox_run
+
 ATTEMPT = """
 def attempt(label, fn):
     try:
@@ -975,7 +977,7 @@ def test_forbidden_and_unlisted_modules(runner: Runner) -> None:
         runner,
         """
 for name in ('ctypes', 'cffi', '_rawffi', 'posix', 'importlib', '_thread', 'threading',
-             'code', 'dis', 'timeit', 'logging', 'restricted', 'numpy'):
+             'code', 'dis', 'timeit', 'logging', 'argparse', 'restricted', 'numpy'):
     attempt(name, lambda: __import__(name))
 """,
         "ctypes: SandboxImportError: sandbox policy blocks import of module 'ctypes': raw "
@@ -1000,6 +1002,9 @@ for name in ('ctypes', 'cffi', '_rawffi', 'posix', 'importlib', '_thread', 'thre
         "and runs unchecked source",
         "logging: SandboxImportError: sandbox policy blocks import of module 'logging': "
         "'{'-style formats traverse attributes with the unguarded str.format",
+        "argparse: SandboxImportError: sandbox policy blocks import of module 'argparse': its "
+        "actions set attributes named by the caller on objects the caller chooses, with the "
+        "unguarded setattr: a class of trusted code included",
         "restricted: SandboxImportError: sandbox policy blocks import of module 'restricted': "
         "the sandbox's restricted environment",
         "numpy: SandboxImportError: sandbox policy blocks import of module 'numpy': not on the "
@@ -1295,6 +1300,7 @@ attempt('__getattr__', lambda: type(titles).__getattr__(titles, 'gi_frame'))
         # trusted code), so it tries to set a default, which is refused too
         f"argparse: {BLOCKED} changing granted object 'api.titles'",
         f"__getattr__: {BLOCKED} attribute 'gi_frame' (frames and code objects)",
+        policy=sandbox_run.Policy(add_modules=("argparse",)),  # not in the default list
     )
 
 
@@ -1377,4 +1383,72 @@ except ZeroDivisionError:
 """,
         "['(None, None, None)', 'NoneType: None\\n']",
         "ZeroDivisionError ZeroDivisionError: division by zero",
+    )
+
+
+def test_reduce_cannot_steer_copy_into_trusted_objects(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import copy, json, dataclasses
+def evil(self, o):
+    return 'hijacked'
+class Steer:
+    def __reduce_ex__(self, protocol):
+        return (lambda: json.JSONEncoder, (), (None, {'default': evil}))
+attempt('copy', lambda: copy.copy(Steer()))
+@dataclasses.dataclass
+class Holder:
+    item: object
+attempt('asdict', lambda: dataclasses.asdict(Holder(Steer())))
+class Own:
+    def __init__(self):
+        self.x = 1
+    def __reduce_ex__(self, protocol):
+        return (lambda: Own.__new__(Own), (), {'x': 2})
+print(copy.copy(Own()).x, json.JSONEncoder().default is not evil)
+""",
+        "copy: TypeError: sandbox policy: a __reduce__ result sets state only into the "
+        "untrusted code's own objects, not into class JSONEncoder",
+        "asdict: TypeError: sandbox policy: a __reduce__ result sets state only into the "
+        "untrusted code's own objects, not into class JSONEncoder",
+        "2 True",
+    )
+
+
+def test_redirect_stream_names_are_fixed(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import contextlib, io, sys
+class Hijack(contextlib.redirect_stdout):
+    _stream = 'modules'
+stolen = {}
+with Hijack(stolen):
+    import json
+print(type(sys.modules).__name__, 'json' in sys.modules, stolen == {})
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    print('captured')
+print(repr(buf.getvalue()))
+""",
+        # the real class would have set the real sys.modules to `stolen`,
+        # and the import would have filled it
+        "dict True True",
+        "'captured\\n'",
+    )
+
+
+def test_typing_aliases_cannot_change_their_classes(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import typing
+attempt('Mapping', lambda: setattr(typing.Mapping[str, int], 'get', len))
+attempt('List', lambda: exec('typing.List[int].append = len'))
+""",
+        f"Mapping: {BLOCKED} changing attribute 'get' of _GenericAlias object: it is not the "
+        "untrusted code's own",
+        f"List: {BLOCKED} changing attribute 'append' of _GenericAlias object: it is not the "
+        "untrusted code's own",
     )

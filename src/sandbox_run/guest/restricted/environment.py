@@ -56,6 +56,7 @@ class Environment:
         for t in _PLAIN_NAMESPACE_TYPES():
             guards.STATE.namespace_types[t] = True
         self._fill_carrier()
+        guards.guard_copy()
 
     # --- builtins -----------------------------------------------------------------
     def _fill_builtins(self, stdin: bool, extra: Dict[str, Any]) -> None:

@@ -31,4 +31,3 @@ for _cls in (
     HostCallError,
 ):
     _cls.__module__ = "builtins"  # tracebacks print the bare class name
-

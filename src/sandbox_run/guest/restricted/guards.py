@@ -526,6 +526,60 @@ def mark_created(cls: Any) -> Any:
     return cls
 
 
+# --- copy's reduce protocol ---------------------------------------------------------------
+
+
+def guard_copy() -> None:
+    """Make ``copy``'s reduce protocol safe to use on untrusted objects.
+
+    ``copy.copy``/``deepcopy`` rebuild an object from what its
+    ``__reduce_ex__`` returns: ``y = func(*args)``, then set ``state`` into
+    ``y`` (``__dict__.update``, ``setattr``), append and set items.  An
+    untrusted ``__reduce__`` chooses ``func``; if it returns an existing
+    object -- a class of trusted code, say -- trusted code would set
+    attributes named by untrusted code on it.  Trusted code calls copy on
+    untrusted objects (dataclasses.asdict, UserDict.copy), so the check is in
+    the real module: when ``func`` is not a class or one of copyreg's object
+    makers, state goes only into the untrusted code's own objects.  Trusted
+    types reduce to their class, so they are unaffected.
+    """
+    import copy
+    import copyreg
+
+    real = copy._reconstruct  # type: ignore[attr-defined]
+    if getattr(real, "__sr_guarded__", False):
+        return
+    makers = (copyreg.__newobj__, copyreg.__newobj_ex__, copyreg._reconstructor)  # type: ignore[attr-defined]
+
+    def _reconstruct(
+        x: Any,
+        memo: Any,
+        func: Any,
+        args: Any,
+        state: Any = None,
+        listiter: Any = None,
+        dictiter: Any = None,
+        deepcopy: Any = copy.deepcopy,
+    ) -> Any:
+        arbitrary = not isinstance(func, type) and not any(func is m for m in makers)
+        if arbitrary and (state is not None or listiter is not None or dictiter is not None):
+
+            def build(*a: Any) -> Any:
+                y = func(*a)
+                if issubclass(type(y), type) or not owns(y):
+                    raise TypeError(
+                        "sandbox policy: a __reduce__ result sets state only into the "
+                        "untrusted code's own objects, not into %s" % _describe(y)
+                    )
+                return y
+
+            return real(x, memo, build, args, state, listiter, dictiter, deepcopy)
+        return real(x, memo, func, args, state, listiter, dictiter, deepcopy)
+
+    _reconstruct.__sr_guarded__ = True  # type: ignore[attr-defined]
+    copy._reconstruct = _reconstruct  # type: ignore[attr-defined]
+
+
 # --- the carrier ---------------------------------------------------------------------
 
 

@@ -511,18 +511,6 @@ def _random_view(imp: Importer, name: str) -> Any:
     return view
 
 
-_BUILDERS: Dict[str, Callable[[Importer, str], Any]] = {
-    "sys": _sys_view,
-    "os": _os_view,
-    "os.path": _os_path_view,
-    "types": _types_view,
-    "traceback": _traceback_view,
-    "builtins": _builtins_view,
-    "threading": _threading_view,
-    "random": _random_view,
-}
-
-
 # --- replaced names ------------------------------------------------------------------
 
 
@@ -719,6 +707,61 @@ def _singledispatch(imp: Importer, real: Any) -> Any:
     return singledispatch
 
 
+def _redirect(stream: str) -> Callable[[Importer, Any], Any]:
+    # The real classes take the stream's name from a class attribute a
+    # subclass could change ("modules", "meta_path"): then they would set
+    # that attribute of the real sys.  These name the stream in their code.
+    def make(imp: Importer, real: Any) -> Any:
+        if stream == "stdout":
+
+            class redirect_stdout:
+                """Send sys.stdout to another file for the duration of a with block."""
+
+                def __init__(self, new_target: Any) -> None:
+                    self._new_target = new_target
+                    self._old_targets: List[Any] = []
+
+                def __enter__(self) -> Any:
+                    self._old_targets.append(sys.stdout)
+                    sys.stdout = self._new_target
+                    return self._new_target
+
+                def __exit__(self, *exc: Any) -> None:
+                    sys.stdout = self._old_targets.pop()
+
+            return redirect_stdout
+
+        class redirect_stderr:
+            """Send sys.stderr to another file for the duration of a with block."""
+
+            def __init__(self, new_target: Any) -> None:
+                self._new_target = new_target
+                self._old_targets: List[Any] = []
+
+            def __enter__(self) -> Any:
+                self._old_targets.append(sys.stderr)
+                sys.stderr = self._new_target
+                return self._new_target
+
+            def __exit__(self, *exc: Any) -> None:
+                sys.stderr = self._old_targets.pop()
+
+        return redirect_stderr
+
+    return make
+
+
+def _typing_view(imp: Importer, name: str) -> Any:
+    real = imp._real("typing")
+    # Setting an attribute on a typing alias sets it on its origin class
+    # (typing._BaseGenericAlias.__setattr__): List[int].x = f would change
+    # a class trusted code uses.  Alias objects are read-only.
+    for value in list(real.__dict__.values()):
+        if isinstance(value, type) and issubclass(value, real._BaseGenericAlias):
+            guards.STATE.readonly_types[value] = True
+    return imp.view("typing", real)
+
+
 def _namedtuple(imp: Importer, real: Any) -> Any:
     def namedtuple(*args: Any, **kwargs: Any) -> Any:
         return guards.mark_created(real(*args, **kwargs))
@@ -746,4 +789,18 @@ _REPLACED: Dict[str, Dict[str, Callable[[Importer, Any], Any]]] = {
         "make_dataclass": _make_dataclass,
     },
     "collections": {"namedtuple": _namedtuple},
+    "contextlib": {"redirect_stdout": _redirect("stdout"), "redirect_stderr": _redirect("stderr")},
+}
+
+
+_BUILDERS: Dict[str, Callable[[Importer, str], Any]] = {
+    "sys": _sys_view,
+    "os": _os_view,
+    "os.path": _os_path_view,
+    "types": _types_view,
+    "traceback": _traceback_view,
+    "builtins": _builtins_view,
+    "threading": _threading_view,
+    "random": _random_view,
+    "typing": _typing_view,
 }

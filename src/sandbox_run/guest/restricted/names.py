@@ -137,7 +137,7 @@ EXCLUDED_BUILTINS: Dict[str, str] = {
 #: others are always handed out as restricted views (see ``modules``).
 DEFAULT_MODULES: FrozenSet[str] = frozenset(
     """
-    __future__ abc argparse ast base64 bisect builtins calendar codecs collections
+    __future__ abc ast base64 bisect builtins calendar codecs collections
     collections.abc colorsys contextlib copy csv dataclasses datetime decimal difflib
     enum fnmatch fractions functools glob graphlib gzip hashlib heapq hmac html
     html.entities html.parser http http.client io ipaddress json json.decoder
@@ -199,6 +199,8 @@ UNSAFE_BY_DEFAULT: Dict[str, str] = {
     "signal": "handlers receive the interrupted frame",
     "faulthandler": "dumps frames",
     "logging": "'{'-style formats traverse attributes with the unguarded str.format",
+    "argparse": "its actions set attributes named by the caller on objects the caller "
+    "chooses, with the unguarded setattr: a class of trusted code included",
     "asyncio": "threads (default executor), loop internals; add it when needed",
     "threading": "threads and settrace; see the policy's threads setting",
     "atexit": "runs code after the bootstrap",
