@@ -1452,3 +1452,37 @@ attempt('List', lambda: exec('typing.List[int].append = len'))
         f"List: {BLOCKED} changing attribute 'append' of _GenericAlias object: it is not the "
         "untrusted code's own",
     )
+
+
+def test_exec_namespaces_keep_their_builtins(runner: Runner) -> None:
+    # PyPy falls back to the real builtins for a name missing from globals:
+    # a function made by exec must not see the caller's dict.
+    check(
+        runner,
+        """
+g = {}
+exec("def f():\\n    return getattr(lambda: 0, '__globals__', 'blocked')", g)
+f = g['f']
+print(sorted(g))
+g.clear()
+print(f())
+class Flaky(str):
+    calls = 0
+    def __eq__(self, other):
+        Flaky.calls += 1
+        return Flaky.calls == 1
+    __hash__ = str.__hash__
+attempt('str subclass key', lambda: exec('x = 1', {Flaky('getattr'): None}))
+ns = {'a': 1, 'gone': 2}
+exec('b = a + 1\\ndel gone\\ndef f():\\n    return getattr(lambda: 0, "__globals__", "blocked")', ns)
+print(sorted(ns))
+f = ns['f']
+ns.clear()
+print(f(), eval('q + 1', {'q': 1}))
+""",
+        "['f']",
+        "blocked",
+        "str subclass key: TypeError: sandbox policy: exec() globals keys must be str",
+        "['a', 'b', 'f']",
+        "blocked 2",
+    )

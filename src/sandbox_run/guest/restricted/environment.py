@@ -30,6 +30,7 @@ _real_eval = eval
 _real_dir = dir
 _real_input = input
 _PyCF_ONLY_AST = 1024
+_MISSING = object()
 
 
 class Environment:
@@ -216,23 +217,40 @@ class Environment:
         code = self.compile_source(str(source), str(filename), mode)
         return self._wrap_code(code, mode)
 
-    def _namespaces(self, what: str, globals: Any, locals: Any) -> Any:
+    def _run(self, what: str, source: Any, globals: Any, locals: Any) -> Any:
+        run = _real_exec if what == "exec" else _real_eval
+        code = self._code(source, what)
         if globals is None:
+            # The caller's globals: a module's namespace or one made below,
+            # both out of untrusted code's reach except read-only.
             frame = self._caller(what, 4)
-            globals = frame.f_globals
             if locals is None:
                 locals = frame.f_locals
-        elif type(globals) is not dict:
+            return run(code, frame.f_globals, locals)
+        if type(globals) is not dict:
             raise TypeError("%s() globals must be a dict" % what)
-        else:
-            # Whatever the caller put there, every builtin name resolves to
-            # the restricted one or a placeholder (dict's own methods: no
-            # subclass hooks, and the type is exactly dict).
-            for key, value in self.template.items():
-                if not dict.__contains__(globals, key):
-                    dict.__setitem__(globals, key, value)
-        dict.__setitem__(globals, "__builtins__", self.builtins)
-        return globals, locals
+        for key in dict.keys(globals):
+            if type(key) is not str:
+                # a str subclass's __eq__ could hide a builtin's name from
+                # one lookup and not the next
+                raise TypeError("sandbox policy: %s() globals keys must be str" % what)
+        # The code runs in a namespace of its own holding every builtin name;
+        # the caller's dict is updated afterwards.  Functions the code defines
+        # keep that namespace as their globals: the caller can change its
+        # dict but not theirs (deleting "getattr" from it would let them
+        # reach the real one).
+        namespace = dict(self.template)
+        namespace.update(globals)
+        namespace["__builtins__"] = self.builtins
+        try:
+            return run(code, namespace, namespace if locals is None else locals)
+        finally:
+            for key in [k for k in globals if k not in namespace]:
+                dict.__delitem__(globals, key)
+            for key, value in namespace.items():
+                if key == "__builtins__" or (self.template.get(key, _MISSING) is value):
+                    continue
+                dict.__setitem__(globals, key, value)
 
     def _code(self, source: Any, mode: str) -> Any:
         if isinstance(source, (str, bytes, bytearray)):
@@ -257,12 +275,10 @@ class Environment:
         return handle
 
     def exec(self, source: Any, globals: Any = None, locals: Any = None) -> None:
-        g, loc = self._namespaces("exec", globals, locals)
-        _real_exec(self._code(source, "exec"), g, loc)  # noqa: S102 -- checked code only
+        self._run("exec", source, globals, locals)
 
     def eval(self, source: Any, globals: Any = None, locals: Any = None) -> Any:
-        g, loc = self._namespaces("eval", globals, locals)
-        return _real_eval(self._code(source, "eval"), g, loc)  # noqa: S307 -- checked code only
+        return self._run("eval", source, globals, locals)
 
 
 class CompiledCode:
