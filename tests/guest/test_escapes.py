@@ -1474,7 +1474,8 @@ class Flaky(str):
     __hash__ = str.__hash__
 attempt('str subclass key', lambda: exec('x = 1', {Flaky('getattr'): None}))
 ns = {'a': 1, 'gone': 2}
-exec('b = a + 1\\ndel gone\\ndef f():\\n    return getattr(lambda: 0, "__globals__", "blocked")', ns)
+src = 'b = a + 1\\ndel gone\\ndef f():\\n    return getattr(lambda: 0, "__globals__", "blocked")'
+exec(src, ns)
 print(sorted(ns))
 f = ns['f']
 ns.clear()
