@@ -177,3 +177,16 @@ def test_bad_prelude_is_a_usage_error(tmp_path: pathlib.Path) -> None:
     p = cli("--prelude", str(tmp_path / "x.py"), "--exec", "/bin/true")
     assert p.returncode == 125
     assert p.stderr == b"sandbox-run: error: --prelude runs Python: it cannot be used with --exec\n"
+
+
+def test_capability_example_runs() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    p = cli("--prelude", str(root / "grants.py"), str(root / "bot.py"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().splitlines() == [
+        "scores: {'alice': 3, 'bob': 5}",
+        "moves so far: 1",
+        "board._moves: sandbox policy blocks private attribute '_moves' of Board object",
+        "scores.__closure__: sandbox policy blocks attribute '__closure__' (<string>, line 1)",
+        "scores.__globals__: sandbox policy blocks attribute '__globals__' (<string>, line 1)",
+    ]
