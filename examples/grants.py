@@ -27,4 +27,4 @@ class Board:
 
 board = Board()
 
-__all__ = ["scores", "board"]
+__all__ = ["board", "scores"]
