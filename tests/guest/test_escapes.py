@@ -1040,7 +1040,9 @@ attempt('os.sys', lambda: os.sys)
 attempt('shutil.os', lambda: shutil.os)
 attempt('collections._sys', lambda: collections._sys)
 attempt('random._inst', lambda: random._inst)
-attempt('__dict__', lambda: getattr(json.__dict__['decoder'], '__loader__'))
+attempt('__dict__', lambda: json.__dict__)
+attempt('vars', lambda: vars(json))
+attempt('__builtins__', lambda: getattr(json, '__builtins__'))
 attempt('__loader__', lambda: getattr(json, '__loader__'))
 attempt('__spec__', lambda: getattr(json, '__spec__'))
 print(os.path.join('a', 'b'), collections.abc.Mapping.__name__)
@@ -1049,7 +1051,11 @@ print(os.path.join('a', 'b'), collections.abc.Mapping.__name__)
         f"shutil.os: {BLOCKED} shutil.os: a module it imported",
         f"collections._sys: {BLOCKED} private attribute '_sys' of module collections",
         f"random._inst: {BLOCKED} private attribute '_inst' of module random",
-        f"__dict__: {BLOCKED} attribute '__loader__'",
+        f"__dict__: {BLOCKED} the namespace of module json: module views hand out names, not "
+        "namespaces",
+        f"vars: {BLOCKED} the namespace of module json: module views hand out names, not "
+        "namespaces",
+        f"__builtins__: {BLOCKED} attribute '__builtins__'",
         f"__loader__: {BLOCKED} attribute '__loader__'",
         f"__spec__: {BLOCKED} attribute '__spec__'",
         "a/b Mapping",

@@ -327,7 +327,9 @@ def namespace(obj: Any) -> Any:
     if issubclass(t, _ModuleType):
         if STATE.user_modules.get(obj) is not None:
             return _mappingproxy(obj.__dict__)  # read-only: builtins' shadows stay
-        return dict(obj.__dict__)  # views and builtins: a copy
+        raise blocked(
+            "the namespace of %s: module views hand out names, not namespaces" % _describe(obj)
+        )
     if owns(obj) or STATE.namespace_types.get(t) is not None:
         return obj.__dict__
     raise blocked("the namespace of %s: it is not the untrusted code's own" % _describe(obj))
