@@ -1493,3 +1493,29 @@ print(f(), eval('q + 1', {'q': 1}))
         "['a', 'b', 'f']",
         "blocked 2",
     )
+
+
+def test_sys_modules_entries_are_read_through_the_guards(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import sys, json
+sys.modules['fake'] = type
+def raw_setattr():
+    from fake import __setattr__
+    return __setattr__
+attempt('from import dunder', lambda: raw_setattr()(json.JSONEncoder, 'default', len))
+import warnings
+sys.modules['fake2'] = object
+def raw_getattribute():
+    from fake2 import __getattribute__ as ga
+    return ga(warnings.catch_warnings(), '_module')  # the real warnings module
+attempt('from import getattribute', raw_getattribute)
+from math import *
+print(floor(2.5), 'json' in sys.modules)
+""",
+        f"from import dunder: {BLOCKED} changing attribute 'default' of class JSONEncoder: it is "
+        "not the untrusted code's own",
+        f"from import getattribute: {BLOCKED} private attribute '_module' of catch_warnings object",
+        "2 True",
+    )

@@ -120,15 +120,17 @@ class Environment:
         if target.get("__builtins__") is not self.builtins:
             raise SandboxNameError("sandbox policy blocks import * outside untrusted code")
         mod = self.importer.load(self.importer.absolute(module, caller, level))
-        exported = mod.__dict__.get("__all__")
+        exported = guards.read(mod, "__all__") if hasattr(mod, "__all__") else None
         if exported is None:
-            exported = [k for k in mod.__dict__ if not k.startswith("_")]
+            names_ = mod.__dict__ if type(mod) is ModuleType else guards.namespace(mod)
+            exported = [k for k in names_ if not k.startswith("_")]
         for key in exported:
             if type(key) is not str:
                 raise TypeError("Item in __all__ must be str, not %s" % type(key).__name__)
             if key.startswith(names.RESERVED_PREFIXES) or key in names.DENIED_NAMES:
                 raise SandboxNameError("sandbox policy blocks the name %r" % key)
-            target[key] = guards.read(mod, key) if key.startswith("_") else mod.__dict__[key]
+            plain = type(mod) is ModuleType and not key.startswith("_")
+            target[key] = mod.__dict__[key] if plain else guards.read(mod, key)
 
     # --- compiling -------------------------------------------------------------
     def compile_source(self, source: Any, filename: str, mode: str) -> Any:

@@ -206,17 +206,18 @@ class Importer:
         name = self.absolute(module, caller, level)
         mod = self.load(name)
         out = []
+        # Whatever sys.modules holds (untrusted code may put any object
+        # there), names are read through the guards: a raw dunder such as
+        # type.__setattr__ would skip them.
+        plain_module = type(mod) is ModuleType
         for item in wanted:
-            d = mod.__dict__
-            if item not in d:
+            if plain_module and item not in mod.__dict__:
                 try:  # noqa: SIM105 -- no contextlib in the guest
                     self.load(name + "." + item)
                 except ImportError:
                     pass  # reported below
-            if item in d:
-                if item.startswith("_"):
-                    guards.check_read(mod, item)
-                out.append(d[item])
+            if plain_module and item in mod.__dict__ and not item.startswith("_"):
+                out.append(mod.__dict__[item])
                 continue
             try:
                 out.append(guards.read(mod, item))
@@ -240,8 +241,9 @@ class Importer:
             module = self._load_user(name, *user)
         else:
             module = self._load_allowed(name)
-        if parent is not None and child not in parent.__dict__:
-            parent.__dict__[child] = module
+        if type(parent) is ModuleType and child not in parent.__dict__:
+            if guards.STATE.protected_modules.get(parent) is None:
+                parent.__dict__[child] = module
         return module
 
     def _find_user(self, name: str, parent: Any) -> Optional[Any]:
