@@ -241,9 +241,9 @@ class Importer:
             module = self._load_user(name, *user)
         else:
             module = self._load_allowed(name)
-        if type(parent) is ModuleType and child not in parent.__dict__:
-            if guards.STATE.protected_modules.get(parent) is None:
-                parent.__dict__[child] = module
+        settable = type(parent) is ModuleType and guards.STATE.protected_modules.get(parent) is None
+        if settable and child not in parent.__dict__:
+            parent.__dict__[child] = module
         return module
 
     def _find_user(self, name: str, parent: Any) -> Optional[Any]:
