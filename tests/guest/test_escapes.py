@@ -469,7 +469,7 @@ attempt('private', lambda: getattr(api, '_ｄb'))
         f"static: {BLOCKED} attribute '__globals__' (<string>, line 1)",
         f"getattr: {BLOCKED} attribute '__globals__'",
         f"exec: {BLOCKED} attribute '__subclasses__' (<string>, line 1)",
-        f"private: {BLOCKED} private attribute '_ｄb' of Api object",
+        f"private: {BLOCKED} attribute '_ｄb' (its normal form '_db' is private)",
     )
 
 

@@ -154,7 +154,12 @@ def _checked_name(name: Any) -> str:
 
         normal = unicodedata.normalize("NFKC", name)
         if normal != name:
+            # Source identifiers are normalised, attribute strings are not:
+            # a name that only normalises to a refused or private one is
+            # refused (no source can define it anyway).
             _check_static(normal)
+            if normal[:1] == "_":
+                raise blocked("attribute %r (its normal form %r is private)" % (name, normal))
     return name
 
 
