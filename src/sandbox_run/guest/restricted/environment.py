@@ -16,12 +16,17 @@ names the restricted builtins module: the guards recognise untrusted
 functions by it.
 """
 
+from __future__ import annotations
+
 import builtins as _builtins
 import sys
-from typing import Any, Dict, Iterable, List, Optional
 
 from . import checker, guards, modules, names
 from .errors import SandboxNameError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the guest
+if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
+    from typing import Any, Dict, Iterable, List, Optional
 
 ModuleType = type(sys)
 _real_compile = compile

@@ -11,10 +11,15 @@ up once and formatted from that result (no second traversal that could see a
 different object).
 """
 
+from __future__ import annotations
+
 import _string  # type: ignore[import-not-found, unused-ignore]
-from typing import Any, List, Mapping, Sequence, Tuple
 
 from . import guards
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the guest
+if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
+    from typing import Any, List, Mapping, Sequence, Tuple
 
 
 def _lookup(obj: Any, rest: Any) -> Any:

@@ -18,11 +18,16 @@ itself, so subclasses made with ``type()`` do not inherit ownership, and
 dunder everywhere, and ``vars()`` filters it), so the marker cannot be forged.
 """
 
+from __future__ import annotations
+
 import sys
-from typing import Any, Callable, Dict
 
 from . import names
 from .errors import SandboxAttributeError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the guest
+if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
+    from typing import Any, Callable, Dict
 
 try:  # PyPy: a dictionary keyed by identity, never calling __eq__/__hash__
     from __pypy__ import identity_dict as identity_dict  # type: ignore[import-not-found, unused-ignore]
@@ -549,11 +554,50 @@ def guard_copy() -> None:
     the real module: when ``func`` is not a class or one of copyreg's object
     makers, state goes only into the untrusted code's own objects.  Trusted
     types reduce to their class, so they are unaffected.
+
+    ``copy`` and its imports cost the guest's start-up about 60 mediated
+    calls, so if nothing imported it yet, the patch waits for the first
+    import (an import-system hook that removes itself).
     """
-    import copy
+    module = sys.modules.get("copy")
+    if module is None:
+        for finder in sys.meta_path:
+            if type(finder) is _CopyImportHook:
+                return
+        sys.meta_path.insert(0, _CopyImportHook())
+        return
+    _patch_copy(module)
+
+
+class _CopyImportHook:
+    """Patches ``copy`` right after the import system executed it."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "copy":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        execute = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            execute(module)
+            _patch_copy(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _patch_copy(copy: Any) -> None:
     import copyreg
 
-    real = copy._reconstruct  # type: ignore[attr-defined]
+    real = copy._reconstruct
     if getattr(real, "__sr_guarded__", False):
         return
     makers = (copyreg.__newobj__, copyreg.__newobj_ex__, copyreg._reconstructor)  # type: ignore[attr-defined]
@@ -584,7 +628,7 @@ def guard_copy() -> None:
         return real(x, memo, func, args, state, listiter, dictiter, deepcopy)
 
     _reconstruct.__sr_guarded__ = True  # type: ignore[attr-defined]
-    copy._reconstruct = _reconstruct  # type: ignore[attr-defined]
+    copy._reconstruct = _reconstruct
 
 
 # --- the carrier ---------------------------------------------------------------------

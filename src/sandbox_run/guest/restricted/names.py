@@ -5,7 +5,11 @@ policy schema validates module names against these lists).  Each exclusion
 carries its reason; docs/restricted-mode.md explains the whole design.
 """
 
-from typing import Dict, FrozenSet
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the guest
+if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
+    from typing import Dict, FrozenSet
 
 # --- attributes ---------------------------------------------------------------
 
