@@ -102,20 +102,26 @@ def test_public_reads_and_safe_dunders_are_left_alone() -> None:
     )
 
 
-def test_private_reads_are_guarded_and_mangled() -> None:
+def test_private_reads_go_through_the_target_guard() -> None:
     g = repr(PLACEHOLDER)
-    assert rewrite("obj._x") == f"{g}.g(obj, '_x')"
+    assert rewrite("obj._x") == f"{g}.o(obj)._x"
+    # the compiler still mangles: the guard sees _C__x
     assert rewrite("class C:\n    def f(self):\n        return self.__x").splitlines()[-1] == (
-        f"        return {g}.g(self, '_C__x')"
+        f"        return {g}.o(self).__x"
+    )
+    refuse(
+        "class C:\n    x = y.__sr_owned__",
+        SandboxAttributeError,
+        "sandbox policy blocks attribute '__sr_owned__' (t.py, line 2)",
     )
 
 
 def test_stores_keep_their_evaluation_order() -> None:
     g = repr(PLACEHOLDER)
-    assert rewrite("a.x, b._y = 1, 2") == f"{g}.w(a)['x'], {g}.w(b)['_y'] = (1, 2)"
-    assert rewrite("a.n += 1") == f"{g}.w(a)['n'] += 1"
-    assert rewrite("del a.x") == f"del {g}.w(a)['x']"
-    assert rewrite("for self.i in r: pass") == f"for {g}.w(self)['i'] in r:\n    pass"
+    assert rewrite("a.x, b._y = 1, 2") == f"{g}.o(a).x, {g}.o(b)._y = (1, 2)"
+    assert rewrite("a.n += 1") == f"{g}.o(a).n += 1"
+    assert rewrite("del a.x") == f"del {g}.o(a).x"
+    assert rewrite("for self.i in r: pass") == f"for {g}.o(self).i in r:\n    pass"
 
 
 def test_guarded_dunders_format_imports_and_classes() -> None:

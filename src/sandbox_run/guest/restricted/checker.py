@@ -6,11 +6,15 @@ walked with an allow-list of node types; anything else is refused with the
 line number.  Names and attributes are checked against ``names``; what cannot
 be decided statically is rewritten into calls of the run-time guards:
 
-- ``obj._x`` (private)            -> ``G.g(obj, "_x")``   (name-mangled first)
+- ``obj._x`` (private)            -> ``G.o(obj)._x``
 - ``obj.__init__`` and the four attribute dunders -> ``G.s(obj, name)``
 - ``obj.format`` / ``obj.format_map`` -> ``G.f(obj, name)``
 - ``obj.x = v``, ``del obj.x``, ``obj.x += v`` (any store target)
-                                   -> ``G.w(obj)["x"] = v`` (same evaluation order)
+                                   -> ``G.o(obj).x = v`` (same evaluation order)
+
+``G.o(obj)`` is ``obj`` itself when it is an instance of the untrusted code's
+own class (attribute access then runs as compiled, inline caches and all),
+and otherwise a stand-in whose attribute hooks apply the run-time guards.
 - ``import a.b``, ``from a import b``, ``from a import *`` -> ``G.i``,
   ``G.m``, ``G.fi``, ``G.star`` calls (the importer with the module allow-list)
 - ``class C(B, metaclass=M)`` -> ``class C(G.b(B), metaclass=G.b(M))`` with
@@ -341,8 +345,11 @@ class _Rewriter:
         if not isinstance(node.ctx, _ast.Load):
             if is_dunder(name) and name not in WRITABLE_DUNDERS:
                 raise self._attr_error(node, "changing attribute %r" % name)
-            writer = self._call("w", [node.value], node)
-            return self._at(_ast.Subscript(writer, self._const(name, node), node.ctx), node)
+            # The store stays a store (the compiler mangles the name), on
+            # G.o(obj): the object itself when it is the untrusted code's
+            # own (the JIT keeps its inline caches), else a checking stand-in.
+            node.value = self._call("o", [node.value], node)
+            return node
         if is_dunder(name):
             if name in names.SAFE_DUNDERS:
                 return node
@@ -350,7 +357,8 @@ class _Rewriter:
                 return self._call("s", [node.value, self._const(name, node)], node)
             raise self._attr_error(node, "attribute %r" % name)
         if name.startswith("_"):
-            return self._call("g", [node.value, self._const(name, node)], node)
+            node.value = self._call("o", [node.value], node)
+            return node
         if name in names.FORMAT_ATTRIBUTES:
             return self._call("f", [node.value, self._const(name, node)], node)
         return node

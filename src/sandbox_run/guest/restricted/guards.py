@@ -41,6 +41,8 @@ _type_mro = type.__dict__["__mro__"]
 _type_setattr = type.__setattr__
 _type_delattr = type.__delattr__
 _real_getattr = getattr
+_object_getattribute = object.__getattribute__
+_object_setattr = object.__setattr__
 _real_setattr = setattr
 _real_delattr = delattr
 
@@ -262,14 +264,6 @@ def read(obj: Any, name: Any) -> Any:
     return _real_getattr(obj, name)
 
 
-def private(obj: Any, name: str) -> Any:
-    """``obj._x`` in untrusted code (the checker's ``G.g``)."""
-    t = type(obj)
-    if type(name) is str and is_owned_class(t) and not issubclass(t, type) and name[:2] != "__":
-        return _real_getattr(obj, name)
-    return read(obj, name)
-
-
 def guarded_hasattr(obj: Any, name: Any) -> bool:
     try:
         read(obj, name)
@@ -286,38 +280,33 @@ def guarded_delattr(obj: Any, name: Any) -> None:
     _real_delattr(obj, check_write(obj, name, deleting=True))
 
 
-class Writer:
-    """The target of a rewritten attribute store: ``G.w(obj)[name] = value``.
+class Checked:
+    """Stand-in for an object that is not the untrusted code's own, as the
+    target of a rewritten ``obj._x`` read or ``obj.x = v`` store."""
 
-    A subscript keeps Python's evaluation order for every kind of target
-    (tuple unpacking, ``for``/``with`` targets, augmented assignment).  The
-    JIT removes the allocation.
-    """
-
-    __slots__ = ("_obj",)
+    __slots__ = ("_sr_target",)
 
     def __init__(self, obj: Any) -> None:
-        self._obj = obj
+        _object_setattr(self, "_sr_target", obj)
 
-    def __setitem__(self, name: str, value: Any) -> None:
-        obj = self._obj
-        t = type(obj)
-        if not (
-            type(name) is str and is_owned_class(t) and not issubclass(t, type) and name[:2] != "__"
-        ):
-            check_write(obj, name)
-        _real_setattr(obj, name, value)
+    def __getattribute__(self, name: str) -> Any:
+        return read(_object_getattribute(self, "_sr_target"), name)
 
-    def __getitem__(self, name: str) -> Any:
-        obj = self._obj
-        t = type(obj)
-        fast = type(name) is str and is_owned_class(t) and not issubclass(t, type)
-        if fast and name[:2] != "__":
-            return _real_getattr(obj, name)
-        return read(obj, name)
+    def __setattr__(self, name: str, value: Any) -> None:
+        obj = _object_getattribute(self, "_sr_target")
+        _real_setattr(obj, check_write(obj, name), value)
 
-    def __delitem__(self, name: str) -> None:
-        _real_delattr(self._obj, check_write(self._obj, name, deleting=True))
+    def __delattr__(self, name: str) -> None:
+        obj = _object_getattribute(self, "_sr_target")
+        _real_delattr(obj, check_write(obj, name, deleting=True))
+
+
+def target(obj: Any) -> Any:
+    """``G.o``: the object itself if it is the untrusted code's own instance."""
+    t = type(obj)
+    if is_owned_class(t) and not issubclass(t, type):
+        return obj
+    return Checked(obj)
 
 
 # --- guarded dunders ----------------------------------------------------------------
@@ -638,10 +627,9 @@ def make_carrier() -> Any:
     """The object compiled code reaches the guards through (a constant)."""
     carrier = _ModuleType("guards")
     d = carrier.__dict__
-    d["g"] = private
+    d["o"] = target
     d["s"] = special
     d["f"] = format_attribute
-    d["w"] = Writer
     d["t"] = class_token
     d["b"] = check_base
     d["bs"] = check_base_list
