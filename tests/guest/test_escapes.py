@@ -1519,3 +1519,18 @@ print(floor(2.5), 'json' in sys.modules)
         f"from import getattribute: {BLOCKED} private attribute '_module' of catch_warnings object",
         "2 True",
     )
+
+
+def test_sys_view_copies_what_trusted_code_reads(runner: Runner) -> None:
+    check(
+        runner,
+        """
+import sys
+sys.implementation.cache_tag = 'evil'
+sys.argv.append('x')
+sys.path.append('/nowhere')
+import json
+print(sys.implementation.name, json.dumps(1))
+""",
+        "pypy 1",
+    )

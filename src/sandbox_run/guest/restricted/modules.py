@@ -410,6 +410,8 @@ def _sys_view(imp: Importer, name: str) -> Any:
         if key in sys.__dict__:
             d[key] = sys.__dict__[key]
     d["argv"] = list(sys.argv)
+    # a copy: the import system reads sys.implementation.cache_tag
+    d["implementation"] = type(sys.implementation)(**vars(sys.implementation))
     d["exc_info"] = _exc_info
     d["path"] = imp.path
     d["modules"] = imp.modules
