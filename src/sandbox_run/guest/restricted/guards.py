@@ -232,6 +232,8 @@ def check_write(obj: Any, attr: Any, deleting: bool = False) -> str:
         if not is_untrusted_function(obj):
             raise blocked("changing attribute %r of %s" % (name, _describe(obj)))
         return name
+    if STATE.namespace_types.get(t) is not None:
+        return name  # types.SimpleNamespace: plain data, whoever made it
     if STATE.subclassable.get(t) is None or STATE.readonly_types.get(t) is not None:
         raise blocked(
             "changing attribute %r of %s: it is not the untrusted code's own"
