@@ -1,5 +1,7 @@
 """Shared fixtures.  Tests under integration/ and escapes/ start real guests:
-Debian's pypy3 (or a compiled native program) under the real seccomp filter."""
+Debian's pypy3 (or a compiled native program) under the real seccomp filter.
+Tests under guest/ run the restricted mode in Debian's pypy3, both directly
+and in the real sandbox."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ TESTS = pathlib.Path(__file__).parent
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = pathlib.Path(str(item.fspath)).relative_to(TESTS).parts
-        if parts[0] in ("integration", "escapes"):
+        if parts[0] in ("integration", "escapes", "guest"):
             item.add_marker(pytest.mark.guest)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -23,6 +24,10 @@ from .vfs.system import image_for, pypy_image
 PYPY = "/usr/bin/pypy3"
 #: Longest script accepted (it is copied into the sandbox).
 MAX_SCRIPT = 64 << 20
+#: The environment variable carrying the guest bootstrap's configuration
+#: (schema: docs/restricted-mode.md); the bootstrap removes it at once.
+GUEST_CONFIG_ENV = "SANDBOX_RUN_GUEST"
+GUEST_CONFIG_VERSION = 1
 
 OutputSink = Callable[[bytes], None]
 
@@ -47,8 +52,55 @@ def _guest_env(policy: Policy) -> tuple[tuple[str, str], ...]:
     )
 
 
-def python_program(name: str, source: bytes, argv: Sequence[str], policy: Policy) -> GuestProgram:
-    """A Python script run by the sandboxed PyPy through the bootstrap."""
+PathArg = str | os.PathLike[str]
+
+
+def _prelude_file(prelude: PathArg | None) -> tuple[str, str] | None:
+    """(virtual path, host path) of the prelude, checked."""
+    if prelude is None:
+        return None
+    host = os.path.abspath(os.fspath(prelude))
+    name = os.path.basename(host)
+    stem, ext = os.path.splitext(name)
+    if ext != ".py" or not stem.isidentifier():
+        raise PolicyError(f"prelude {host}: the file name must be a Python module name ending .py")
+    if not os.path.isfile(host):
+        raise PolicyError(f"prelude {host}: no such file")
+    if not os.access(host, os.R_OK):
+        raise PolicyError(f"prelude {host}: not readable")
+    return (f"{layout.PRELUDE_VDIR}/{name}", host)
+
+
+def guest_config(
+    policy: Policy, *, stdin: bool, prelude_vpath: str | None, host_functions: Sequence[str] = ()
+) -> dict[str, object]:
+    """The bootstrap's configuration (docs/restricted-mode.md, "Configuration")."""
+    return {
+        "version": GUEST_CONFIG_VERSION,
+        "restricted": policy.restricted,
+        "modules": list(policy.allowed_modules()),
+        "threads": policy.allow_threads,
+        "recursion_limit": policy.recursion_limit,
+        "stdin": stdin,
+        "prelude": prelude_vpath,
+        "host_functions": list(host_functions),
+    }
+
+
+def python_program(
+    name: str,
+    source: bytes,
+    argv: Sequence[str],
+    policy: Policy,
+    *,
+    stdin: bool = False,
+    prelude: PathArg | None = None,
+) -> GuestProgram:
+    """A Python script run by the sandboxed PyPy through the bootstrap.
+
+    ``stdin``: the run has standard input (the restricted mode grants
+    ``input``).  ``prelude``: a host file run unrestricted before the script.
+    """
     if "/" in name or name in ("", ".", ".."):
         raise PolicyError(f"bad script name {name!r}")
     if len(source) > MAX_SCRIPT:
@@ -56,18 +108,29 @@ def python_program(name: str, source: bytes, argv: Sequence[str], policy: Policy
     image = pypy_image(PYPY)
     script = f"/sandbox/{name}"
     gargv = (PYPY, "-S", "-B", layout.BOOTSTRAP_VPATH, script, *argv)
+    prelude_file = _prelude_file(prelude)
+    config = guest_config(
+        policy, stdin=stdin, prelude_vpath=prelude_file[0] if prelude_file else None
+    )
+    env = (*_guest_env(policy), (GUEST_CONFIG_ENV, json.dumps(config, separators=(",", ":"))))
     return GuestProgram(
         image,
         os.path.realpath(PYPY),
         gargv,
-        _guest_env(policy),
+        env,
         (layout.Script(name, source),),
         bootstrap=True,
+        files=(prelude_file,) if prelude_file else (),
     )
 
 
 def script_program(
-    path: str | os.PathLike[str], argv: Sequence[str], policy: Policy
+    path: str | os.PathLike[str],
+    argv: Sequence[str],
+    policy: Policy,
+    *,
+    stdin: bool = False,
+    prelude: PathArg | None = None,
 ) -> GuestProgram:
     """A Python script file, copied into the sandbox as /sandbox/<its name>."""
     p = os.fspath(path)
@@ -80,7 +143,7 @@ def script_program(
         raise PolicyError(f"{p}: is a directory") from None
     except OSError as e:
         raise PolicyError(f"{p}: {e.strerror}") from None
-    return python_program(os.path.basename(p), source, argv, policy)
+    return python_program(os.path.basename(p), source, argv, policy, stdin=stdin, prelude=prelude)
 
 
 def exec_program(path: str, argv: Sequence[str], policy: Policy) -> GuestProgram:
@@ -232,6 +295,7 @@ async def run_async(
     policy: Policy | None = None,
     argv: Sequence[str] = (),
     stdin: Stdin = None,
+    prelude: PathArg | None = None,
     capture_output: bool = True,
     stdout: OutputSink | None = None,
     stderr: OutputSink | None = None,
@@ -239,7 +303,9 @@ async def run_async(
 ) -> Result:
     """Run Python source ``code`` in a sandbox (trio).  See ``run``."""
     policy = policy or Policy()
-    program = python_program("main.py", code.encode(), argv, policy)
+    program = python_program(
+        "main.py", code.encode(), argv, policy, stdin=stdin is not None, prelude=prelude
+    )
     return await run_program(
         program,
         policy,
@@ -257,6 +323,7 @@ async def run_path_async(
     policy: Policy | None = None,
     argv: Sequence[str] = (),
     stdin: Stdin = None,
+    prelude: PathArg | None = None,
     capture_output: bool = True,
     stdout: OutputSink | None = None,
     stderr: OutputSink | None = None,
@@ -264,7 +331,7 @@ async def run_path_async(
 ) -> Result:
     """Run the Python script at ``path`` in a sandbox (trio).  See ``run_path``."""
     policy = policy or Policy()
-    program = script_program(path, argv, policy)
+    program = script_program(path, argv, policy, stdin=stdin is not None, prelude=prelude)
     return await run_program(
         program,
         policy,
@@ -309,13 +376,16 @@ def run(
     stdin: bytes | None = None,
     capture_output: bool = True,
     trace: Callable[[str], None] | None = None,
+    prelude: PathArg | None = None,
 ) -> Result:
     """Run Python source ``code`` in a sandbox and wait for it.
 
     The guest sees the code as /sandbox/main.py, with ``argv`` after it and
     /sandbox as its working directory.  ``stdin`` (bytes) is its standard
     input, else it reads end-of-file.  With ``capture_output`` (the default)
-    the Result carries stdout and stderr.
+    the Result carries stdout and stderr.  The code runs in the restricted
+    mode unless the policy turns it off; ``prelude`` is a host file run
+    unrestricted first, whose ``__all__`` names become the code's globals.
     """
     return trio.run(
         functools.partial(
@@ -324,6 +394,7 @@ def run(
             policy=policy,
             argv=argv,
             stdin=stdin,
+            prelude=prelude,
             capture_output=capture_output,
             trace=trace,
         )
@@ -338,10 +409,11 @@ def run_path(
     stdin: bytes | None = None,
     capture_output: bool = True,
     trace: Callable[[str], None] | None = None,
+    prelude: PathArg | None = None,
 ) -> Result:
     """Run the Python script at ``path`` in a sandbox and wait for it.
 
-    The script is copied in as /sandbox/<its name>.
+    The script is copied in as /sandbox/<its name>.  ``prelude``: as in ``run``.
     """
     return trio.run(
         functools.partial(
@@ -350,6 +422,7 @@ def run_path(
             policy=policy,
             argv=argv,
             stdin=stdin,
+            prelude=prelude,
             capture_output=capture_output,
             trace=trace,
         )

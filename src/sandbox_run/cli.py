@@ -144,6 +144,17 @@ def _parser() -> argparse.ArgumentParser:
         help="pass standard input through to the guest (default: empty input)",
     )
     p.add_argument(
+        "--no-restrict",
+        action="store_true",
+        help="turn the in-guest restricted mode off: for trusted code that needs only the OS layer",
+    )
+    p.add_argument(
+        "--prelude",
+        metavar="FILE",
+        help="a trusted Python file run unrestricted before the script; the names in its "
+        "__all__ become the script's globals",
+    )
+    p.add_argument(
         "--trace",
         action="store_true",
         help="print every mediated system call and its answer to stderr",
@@ -204,6 +215,8 @@ def _policy(ns: argparse.Namespace) -> object:
             size = parse_size(ns.max_file_size, "--max-file-size")
             quota = dataclasses.replace(quota, max_file_size=size)
         changes["private"] = quota
+    if ns.no_restrict:
+        changes["restricted"] = False
     if ns.mount or ns.tmpfs:
         mounts = [Mount.parse(spec) for spec in ns.mount]
         mounts = [Mount(os.path.abspath(m.host), m.guest, m.mode) for m in mounts]
@@ -299,17 +312,22 @@ def _run(ns: argparse.Namespace, script: str | None, args: list[str], policy: ob
     import trio
 
     from . import api
+    from .errors import PolicyError
     from .policy.schema import Policy
     from .result import Outcome
 
     if not isinstance(policy, Policy):
         raise TypeError(policy)
+    if ns.exec_path is not None and ns.prelude is not None:
+        raise PolicyError("--prelude runs Python: it cannot be used with --exec")
     if ns.code is not None:
-        program = api.python_program("main.py", os.fsencode(ns.code), args, policy)
+        program = api.python_program(
+            "main.py", os.fsencode(ns.code), args, policy, stdin=ns.stdin, prelude=ns.prelude
+        )
     elif ns.exec_path is not None:
         program = api.exec_program(ns.exec_path, args, policy)
     elif script is not None:
-        program = api.script_program(script, args, policy)
+        program = api.script_program(script, args, policy, stdin=ns.stdin, prelude=ns.prelude)
     else:
         raise TypeError("no script")
     trace = (lambda line: _write(2, line.encode(errors="replace") + b"\n")) if ns.trace else None

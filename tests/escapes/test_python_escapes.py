@@ -1,5 +1,10 @@
 """Ordinary Python attempts to reach the host.  Each must fail with an
-ordinary Python exception, and the host must be untouched."""
+ordinary Python exception, and the host must be untouched.
+
+These test the OS layer, so they run with the restricted mode off: the
+threat model assumes a fully compromised interpreter, and the raw ``os``,
+``signal`` and ``subprocess`` modules reach the system calls directly.  The
+in-guest layer has its own corpus in tests/guest."""
 
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ import threading
 
 import sandbox_run
 
+OS_LAYER_ONLY = sandbox_run.Policy(restricted=False)
+
 
 def run(code: str, **kw: object) -> sandbox_run.Result:
+    kw.setdefault("policy", OS_LAYER_ONLY)
     return sandbox_run.run(textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 

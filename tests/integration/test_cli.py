@@ -52,7 +52,8 @@ def test_timeout_status_and_reason() -> None:
 
 
 def test_killed_by_a_signal_status() -> None:
-    p = cli("-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    # raw os and signal: the OS layer's business, so without the restricted mode
+    p = cli("--no-restrict", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
     assert p.returncode == 128 + 15
     assert p.stderr == b"sandbox-run: crashed: killed by SIGTERM\n"
 
@@ -195,3 +196,48 @@ def test_without_the_privilege_to_mount() -> None:
         b"sandbox-run: error: mount /s: tmpfs mounts need the privilege to create "
         b"mounts (CAP_SYS_ADMIN; run sandbox-run as root)\n"
     )
+
+
+def test_restricted_mode_is_on_and_no_restrict_turns_it_off() -> None:
+    code = "import sys\nprint(type(sys).__name__, hasattr(sys, '_getframe'))"
+    p = cli("-c", code)
+    assert p.stdout == b"SysView False\n", p.stderr
+    p = cli("--no-restrict", "-c", code)
+    assert p.stdout == b"module True\n", p.stderr
+
+
+def test_prelude_grants_names(tmp_path: pathlib.Path) -> None:
+    prelude = tmp_path / "tools.py"
+    prelude.write_text(
+        "_count = [0]\ndef bump():\n    _count[0] += 1\n    return _count[0]\n__all__ = ['bump']\n"
+    )
+    p = cli("--prelude", str(prelude), "-c", "bump(); print(bump(), bump.__name__)")
+    assert p.stdout == b"2 bump\n", p.stderr
+    p = cli("--prelude", str(prelude), "-c", "print(bump.__closure__)")
+    assert p.returncode == 1
+    assert p.stderr.startswith(
+        b"SandboxAttributeError: sandbox policy blocks attribute "
+        b"'__closure__' (/sandbox/main.py, line 1)"
+    )
+
+
+def test_bad_prelude_is_a_usage_error(tmp_path: pathlib.Path) -> None:
+    p = cli("--prelude", str(tmp_path / "missing.py"), "-c", "pass")
+    assert p.returncode == 125
+    assert p.stderr == f"sandbox-run: error: prelude {tmp_path}/missing.py: no such file\n".encode()
+    p = cli("--prelude", str(tmp_path / "x.py"), "--exec", "/bin/true")
+    assert p.returncode == 125
+    assert p.stderr == b"sandbox-run: error: --prelude runs Python: it cannot be used with --exec\n"
+
+
+def test_capability_example_runs() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    p = cli("--prelude", str(root / "grants.py"), str(root / "bot.py"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().splitlines() == [
+        "scores: {'alice': 3, 'bob': 5}",
+        "moves so far: 1",
+        "board._moves: sandbox policy blocks private attribute '_moves' of Board object",
+        "scores.__closure__: sandbox policy blocks attribute '__closure__' (<string>, line 1)",
+        "scores.__globals__: sandbox policy blocks attribute '__globals__' (<string>, line 1)",
+    ]

@@ -16,7 +16,12 @@ MiB = 1 << 20
 
 
 def run(code: str, *mounts: Mount, **kw: object) -> sandbox_run.Result:
+    # The OS layer's file semantics, tested with every call os offers (the
+    # restricted mode hides some, such as os.mknod and os.abort).
     policy = kw.pop("policy", None) or Policy(mounts=mounts)
+    if not isinstance(policy, Policy):
+        raise TypeError(policy)
+    policy = policy.replace(restricted=False)
     return sandbox_run.run(textwrap.dedent(code), policy=policy, **kw)  # type: ignore[arg-type]
 
 

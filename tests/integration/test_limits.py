@@ -244,13 +244,13 @@ print('threads', len(started))
 
 
 def test_threads_just_under_completes() -> None:
-    r = run(THREADS.format(n=3), policy=Policy(threads=4))  # 3 more and the main one
+    r = run(THREADS.format(n=3), policy=Policy(threads=4, allow_threads=True))  # 3 + main
     assert r.outcome is Outcome.COMPLETED, (r.reason, r.stderr)
     assert r.stdout == b"threads 3\n"
 
 
 def test_threads_just_over_cannot_start() -> None:
-    r = run(THREADS.format(n=4), policy=Policy(threads=4, timeout=20))
+    r = run(THREADS.format(n=4), policy=Policy(threads=4, allow_threads=True, timeout=20))
     assert r.outcome is Outcome.EXCEPTION, (r.reason, r.stderr)
     assert r.exception is not None
     assert (r.exception.type, r.exception.message) == ("RuntimeError", "can't start new thread")
@@ -333,8 +333,14 @@ def test_file_bytes_over_the_area_quota_gives_enospc() -> None:
 # --- refused calls -------------------------------------------------------
 
 
+# The restricted mode has no os.fork: these run without it, to reach the call.
+OS_LAYER = Policy(restricted=False)
+
+
 def test_refused_calls_are_errors_by_default() -> None:
-    r = run("import os\ntry:\n    os.fork()\nexcept OSError as e:\n    print(e.errno)")
+    r = run(
+        "import os\ntry:\n    os.fork()\nexcept OSError as e:\n    print(e.errno)", policy=OS_LAYER
+    )
     assert r.outcome is Outcome.COMPLETED
     assert r.stdout == b"1\n"
     assert [d.syscall for d in r.denials] == ["clone"]
@@ -343,7 +349,7 @@ def test_refused_calls_are_errors_by_default() -> None:
 def test_kill_on_refusal_ends_the_guest_at_its_first_refused_call() -> None:
     r = run(
         "import os\nprint('before', flush=True)\nos.fork()\nprint('after')",
-        policy=Policy(kill_on_refusal=True),
+        policy=OS_LAYER.replace(kill_on_refusal=True),
     )
     assert r.outcome is Outcome.POLICY_VIOLATION
     assert r.exit_status == EXIT_POLICY_VIOLATION
@@ -388,7 +394,12 @@ def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
         (("--recursion-limit", "50"), "def f(n): return f(n + 1)\nf(0)", 1, "exception"),
         (("--disk", "64KiB"), FILE_1MIB, 1, "exception"),
         (("--max-file-size", "1KiB"), FILE_2KIB, 1, "exception"),
-        (("--kill-on-refusal",), "import os; os.fork()", EXIT_POLICY_VIOLATION, "policy_violation"),
+        (
+            ("--kill-on-refusal", "--no-restrict"),
+            "import os; os.fork()",
+            EXIT_POLICY_VIOLATION,
+            "policy_violation",
+        ),
     ],
 )
 def test_cli_flags_set_each_limit(

@@ -20,9 +20,11 @@ from net_servers import DnsServer, HttpServer, TcpServer, UdpServer, make_ca
 from sandbox_run import NetworkPolicy, Policy
 
 
-def run(code: str, net: NetworkPolicy, **kw: object) -> sandbox_run.Result:
-    r = sandbox_run.run(textwrap.dedent(code), policy=Policy(network=net), **kw)  # type: ignore[arg-type]
-    return r
+def run(
+    code: str, net: NetworkPolicy, *, restricted: bool = True, **kw: object
+) -> sandbox_run.Result:
+    policy = Policy(network=net, restricted=restricted)
+    return sandbox_run.run(textwrap.dedent(code), policy=policy, **kw)  # type: ignore[arg-type]
 
 
 def events(r: sandbox_run.Result, action: str) -> list[sandbox_run.AuditEvent]:
@@ -269,6 +271,7 @@ def test_asyncio_client() -> None:
             asyncio.run(main())
             """,
             NetworkPolicy(allow=(f"127.0.0.5:{srv.port}",)),
+            restricted=False,  # asyncio and threading
         )
     assert r.ok, r.stderr
     assert r.stdout == b"b'echo:async'\n"
@@ -543,6 +546,7 @@ def test_a_connect_that_waits_does_not_stop_the_sandbox() -> None:
             print(errno.errorcode[n.connect_ex(("127.0.0.5", {port}))])
             """,
             NetworkPolicy(allow=(f"127.0.0.5:{port}",)),
+            restricted=False,  # asyncio and threading
         )
     finally:
         filler.close()

@@ -1,77 +1,57 @@
 """The channel between the guest's trusted bootstrap and the controller.
 
-A unix stream socket; the guest's end is descriptor 3.  Messages are JSON
-objects, each framed by its length as 4 big-endian bytes.  Everything that
-arrives is the guest's word, never trusted: the decoder either returns
-well-formed messages or raises ``ProtocolError`` (in the style of h11), and
-the controller decides what a message may cause.
+A unix stream socket; the guest's end is descriptor 3.  Messages are tuples
+of plain data, framed and encoded by ``guest/wire.py`` (the same file the
+guest uses).  Everything that arrives is the guest's word, never trusted:
+untrusted guest code can write to descriptor 3 as well as the bootstrap can.
+The reader either returns well-formed messages or raises ``ProtocolError``,
+and the controller decides what a message may cause.
 
-Guest -> controller messages (more come with the embedding API):
+Guest -> controller, in every run through the bootstrap:
 
-``{"op": "exception", "type": str, "message": str, "traceback": str}``
+``("exception", type, message, traceback)``
     the script ended with an uncaught exception (sent just before exit).
+
+Sessions (``embed/``) add their own messages; see ``embed/protocol.py``.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from typing import Any
 
-MAX_FRAME = 1 << 20
-_LEN = struct.Struct(">I")
+from ..guest import wire
+
+MAX_FRAME = wire.MAX_FRAME
+#: Bounds on the text of an exception report.
+TYPE_LIMIT, MESSAGE_LIMIT, TRACEBACK_LIMIT = 200, 4000, 64_000
 
 
 class ProtocolError(Exception):
     """The guest sent something that is not a valid message (its fault)."""
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(body) > MAX_FRAME:
-        raise ValueError("message too large")
-    return _LEN.pack(len(body)) + body
-
-
-class Decoder:
-    """Incremental decoder: feed bytes, get complete messages."""
+class Reader:
+    """Incremental reader: feed bytes, get complete messages (kind, fields)."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
-        self._max = max_frame
+        self._frames = wire.FrameReader(max_frame)
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self._buf += data
-        out: list[dict[str, Any]] = []
-        while len(self._buf) >= _LEN.size:
-            (size,) = _LEN.unpack_from(self._buf)
-            if size > self._max:
-                raise ProtocolError(f"frame of {size} bytes exceeds {self._max}")
-            if len(self._buf) < _LEN.size + size:
-                break
-            body = bytes(self._buf[_LEN.size : _LEN.size + size])
-            del self._buf[: _LEN.size + size]
-            try:
-                msg = json.loads(body.decode())
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                raise ProtocolError("frame is not JSON") from None
-            if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
-                raise ProtocolError("a message is a JSON object with an 'op'")
-            out.append(msg)
-        return out
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
+    def feed(self, data: bytes) -> list[tuple[str, tuple[Any, ...]]]:
+        try:
+            return [wire.split(m) for m in self._frames.feed(data)]
+        except wire.WireError as e:
+            raise ProtocolError(str(e)) from None
 
 
-def _text(msg: dict[str, Any], key: str, limit: int) -> str:
-    v = msg.get(key, "")
-    if not isinstance(v, str):
-        raise ProtocolError(f"'{key}' must be a string")
-    return v[:limit]
+def text(value: Any, limit: int) -> str:
+    if type(value) is not str:
+        raise ProtocolError("expected a string")
+    return value[:limit]
 
 
-def exception_report(msg: dict[str, Any]) -> tuple[str, str, str]:
+def exception_report(fields: tuple[Any, ...]) -> tuple[str, str, str]:
     """(type, message, traceback) from an "exception" message, bounded."""
-    return (_text(msg, "type", 200), _text(msg, "message", 4000), _text(msg, "traceback", 64_000))
+    if len(fields) != 3:
+        raise ProtocolError("an exception report has three fields")
+    kind, message, tb = fields
+    return text(kind, TYPE_LIMIT), text(message, MESSAGE_LIMIT), text(tb, TRACEBACK_LIMIT)

@@ -63,6 +63,7 @@ class GuestProgram:
     env: tuple[tuple[str, str], ...]
     scripts: tuple[layout.Script, ...] = ()
     bootstrap: bool = False
+    files: tuple[tuple[str, str], ...] = ()  # (virtual path, host path), read-only
 
 
 @dataclass(slots=True)
@@ -192,7 +193,7 @@ async def _watch_cpu(run: _Run, pid: int, limit: float, threads: int) -> None:
 
 async def _read_channel(run: _Run, sock: trio.socket.SocketType) -> None:
     """Messages from the guest's bootstrap (the guest's word, bounded)."""
-    decoder = channel.Decoder()
+    reader = channel.Reader()
     budget = CHANNEL_BUDGET
     while True:
         data = await sock.recv(65536)
@@ -202,14 +203,14 @@ async def _read_channel(run: _Run, sock: trio.socket.SocketType) -> None:
         try:
             if budget < 0:
                 raise channel.ProtocolError("the guest sent too much on its channel")
-            messages = decoder.feed(data)
+            messages = reader.feed(data)
         except channel.ProtocolError as e:
             log.info("guest channel: %s; no longer read", e)
             return
-        for msg in messages:
-            if msg["op"] == "exception" and run.result.exception is None:
+        for kind, fields in messages:
+            if kind == "exception" and run.result.exception is None:
                 try:
-                    run.result.exception = channel.exception_report(msg)
+                    run.result.exception = channel.exception_report(fields)
                 except channel.ProtocolError:
                     continue
 
@@ -302,6 +303,7 @@ async def run_guest(
             program.scripts,
             exe=program.exe,
             bootstrap=program.bootstrap,
+            files=program.files,
         )
         plan = limits.plan(
             policy,
@@ -312,7 +314,6 @@ async def run_guest(
         cgroups = Cgroups.create(plan.cgroup_memory, plan.cgroup_tasks)
         env = (*program.env, *plan.env)
         if program.bootstrap:
-            env = (*env, ("SANDBOX_RUN_RECURSION_LIMIT", str(policy.recursion_limit)))
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cfg = kernel.LaunchConfig(
             program=program.image.program,

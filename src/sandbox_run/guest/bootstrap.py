@@ -5,68 +5,117 @@ It imports as little as it can: each module costs the guest a dozen mediated
 system calls (stat, open, fstat) before the user's script even starts.
 Usage (set up by the controller)::
 
-    pypy3 -S -B /usr/lib/sandbox-run/bootstrap.py SCRIPT [ARGS...]
+    SANDBOX_RUN_GUEST='{...}' pypy3 -S -B /usr/lib/sandbox-run/bootstrap.py SCRIPT [ARGS...]
 
-It gives the script what ``site`` would have (``exit``/``quit``), puts the
-script's directory first on ``sys.path``, and runs the script as
-``__main__``.  Tracebacks start at the script, as with plain ``python
+The controller's configuration arrives as one JSON object in the environment
+variable ``SANDBOX_RUN_GUEST`` (schema in docs/restricted-mode.md).  The
+bootstrap reads it and removes it from the environment before anything else
+runs.  Then:
+
+- unrestricted (``"restricted": false``): the script runs as ``__main__`` with
+  the real builtins, its directory first on ``sys.path``, as ``python
+  script.py`` would run it;
+- restricted (the default, also when the variable is missing): the prelude,
+  if any, runs unrestricted; the restricted environment is built (package
+  ``restricted`` next to this file); the names in the prelude's ``__all__``
+  and the host-function stubs become the script's globals; the script is
+  checked, rewritten and run as ``__main__`` with the restricted builtins.
+
+Either way the script gets ``exit``/``quit`` (what ``site`` would have
+given), and tracebacks start at the script, as with plain ``python
 script.py``.
 """
 
+from __future__ import annotations
+
 import sys
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the guest
+if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
     from types import TracebackType
+    from typing import Any, Dict, List, Optional, Tuple
+
+CONFIG_ENV = "SANDBOX_RUN_GUEST"
+CONFIG_VERSION = 1
+#: Descriptor of the channel to the controller (set up by the launcher).
+CHANNEL_FD = 3
+HERE = __file__.rpartition("/")[0] or "/"
+_stderr = sys.stderr  # tracebacks go here even if the script replaces sys.stderr
+
+
+class _Quitter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
+
+    def __call__(self, code: object = None) -> None:
+        raise SystemExit(code)
 
 
 def _install_exit() -> None:
     import builtins
 
-    class _Quitter:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __repr__(self) -> str:
-            return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
-
-        def __call__(self, code: object = None) -> None:
-            raise SystemExit(code)
-
     setattr(builtins, "exit", _Quitter("exit"))  # noqa: B010 -- not typed as assignable
     setattr(builtins, "quit", _Quitter("quit"))  # noqa: B010
 
 
-def _run(path: str) -> None:
-    with open(path, "rb") as f:
-        source = f.read()
-    main = type(sys)("__main__")  # no 'import types': every import costs mediated calls
-    main.__file__ = path
-    main.__dict__["__builtins__"] = __builtins__
-    sys.modules["__main__"] = main
-    code = compile(source, path, "exec", dont_inherit=True)
-    exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
+def _fail(message: str) -> "Any":
+    _stderr.write("sandbox-run bootstrap: %s\n" % message)
+    raise SystemExit(2)
 
 
-#: Descriptor of the channel to the controller (set up by the launcher).
-CHANNEL_FD = 3
+def take_config() -> Dict[str, Any]:
+    """Read the controller's configuration and remove it from the environment."""
+    import os  # PyPy imports os at start-up: no extra system calls
 
-
-def _settings() -> None:
-    """Apply the settings the controller passes in the environment, then
-    remove them: they are not the script's business."""
-    import posix  # builtin: costs no file lookups
-
-    env = posix.environ
-    limit = env.pop(b"SANDBOX_RUN_RECURSION_LIMIT", None)
-    if limit is not None:
-        sys.setrecursionlimit(int(limit))
+    raw = os.environ.pop(CONFIG_ENV, None)
+    if raw is None:
+        return {}
     try:
-        import os  # already imported by the interpreter's start-up
+        import _pypyjson  # type: ignore[import-not-found]
 
-        os.environ.pop("SANDBOX_RUN_RECURSION_LIMIT", None)
-    except ImportError:
-        pass
+        config = _pypyjson.loads(raw)
+    except ImportError:  # not PyPy (never the sandbox's guest)
+        import json
+
+        config = json.loads(raw)
+    except ValueError as e:
+        return _fail("bad configuration: %s" % e)  # type: ignore[no-any-return]
+    if not isinstance(config, dict):
+        return _fail("bad configuration: not an object")  # type: ignore[no-any-return]
+    if config.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+        return _fail("configuration version %r is not %d" % (config.get("version"), CONFIG_VERSION))  # type: ignore[no-any-return]
+    return config
+
+
+def _str_list(config: Dict[str, Any], key: str) -> List[str]:
+    value = config.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail("bad configuration: %r must be a list of strings" % key)
+    return list(value)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _trim(tb: Any, skip: Any) -> Any:
+    """A traceback without the bootstrap's and the restricted machinery's
+    frames at its start (the bootstrap) and its end (a guard that raised)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
+        tb = tb.tb_next
+    last_own = None
+    t = tb
+    while t is not None:
+        if not t.tb_frame.f_code.co_filename.startswith(skip):
+            last_own = t
+        t = t.tb_next
+    if last_own is not None:
+        last_own.tb_next = None
+    return tb
 
 
 def _type_name(etype: type) -> str:
@@ -84,7 +133,7 @@ def _message(value: BaseException) -> str:
         return "<unprintable %s object>" % type(value).__name__
 
 
-def _format(etype: type, value: BaseException, tb: "TracebackType | None") -> str:
+def _format(etype: type, value: BaseException, tb: "Optional[TracebackType]") -> str:
     """The traceback text.  Without the traceback module (no descriptor or
     memory left to import it) a plainer one, built without imports."""
     try:
@@ -105,63 +154,152 @@ def _format(etype: type, value: BaseException, tb: "TracebackType | None") -> st
     return "".join(lines)
 
 
-def _json_string(text: str) -> str:
-    """``text`` as a JSON string (json itself may be impossible to import)."""
-    out = ['"']
-    for ch in text:
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif ch < " " or "\ud800" <= ch <= "\udfff":
-            out.append("\\u%04x" % ord(ch))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+def _failure(skip_files: List[str]) -> "Optional[Tuple[str, str, str]]":
+    """Print the exception being handled, with the bootstrap's and the
+    restricted machinery's frames trimmed; return (type, message, traceback)."""
+    etype, value, tb = sys.exc_info()
+    if etype is None or value is None:
+        return None
+    skip = tuple(skip_files)
+    tb = _trim(tb, skip)
+    seen = set()
+    chained: Any = value
+    while chained is not None and id(chained) not in seen:
+        seen.add(id(chained))
+        if chained is not value:
+            chained.__traceback__ = _trim(chained.__traceback__, skip)
+        chained = chained.__cause__ or chained.__context__
+    text = _format(etype, value, tb)
+    try:
+        _stderr.write(text)
+        _stderr.flush()
+    except BaseException:
+        pass
+    return _type_name(etype), _message(value), text
 
 
-def _report(etype: type, value: BaseException, text: str) -> None:
-    """Tell the controller how the script failed (text only), best effort."""
+def _wire_str(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    n = len(data)
+    size = bytearray()
+    while n >= 0x80:
+        size.append((n & 0x7F) | 0x80)
+        n >>= 7
+    size.append(n)
+    return b"s" + bytes(size) + data
+
+
+def report(kind: str, *fields: str) -> None:
+    """Send the controller one message of strings, best effort, encoded as
+    wire.py does (wire is not imported: this must work with no descriptor
+    or memory left to import anything)."""
     import posix  # builtin: needs no descriptor
 
-    body = '{"op": "exception", "type": %s, "message": %s, "traceback": %s}' % (
-        _json_string(_type_name(etype)[:200]),
-        _json_string(_message(value)[:4000]),
-        _json_string(text[-64000:]),
-    )
-    data = body.encode("utf-8")
+    items = (kind,) + fields
+    body = b"t" + bytes((len(items),)) + b"".join(_wire_str(f) for f in items)
     try:  # noqa: SIM105 - contextlib is not imported, to keep start-up lean
-        posix.write(CHANNEL_FD, len(data).to_bytes(4, "big") + data)
+        posix.write(CHANNEL_FD, len(body).to_bytes(4, "big") + body)
     except OSError:
         pass  # no channel (or it is gone): stderr still has the traceback
+
+
+def _apply_limits(config: Dict[str, Any]) -> None:
+    limit = config.get("recursion_limit")
+    if limit is not None:
+        if type(limit) is not int or limit < 1:
+            _fail("bad configuration: 'recursion_limit' must be a positive int")
+        sys.setrecursionlimit(limit)
+
+
+def run_unrestricted(script: str, config: Dict[str, Any]) -> None:
+    prelude_path = config.get("prelude")
+    prelude = run_prelude(prelude_path) if isinstance(prelude_path, str) else None
+    sys.path[0:1] = [script.rpartition("/")[0] or "/"]
+    _install_exit()
+    main = type(sys)("__main__")  # no 'import types': every import costs mediated calls
+    main.__file__ = script
+    main.__dict__["__builtins__"] = __builtins__
+    if prelude is not None:  # trusted code: the names as they are
+        for name in prelude.__dict__.get("__all__", []):
+            main.__dict__[name] = prelude.__dict__[name]
+    sys.modules["__main__"] = main
+    code = compile(_read(script), script, "exec", dont_inherit=True)
+    exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
+
+
+def run_prelude(path: str) -> Any:
+    """Run the host's prelude, unrestricted, as a trusted module."""
+    name = path.rpartition("/")[2].rpartition(".")[0] or "prelude"
+    module = type(sys)(name)
+    module.__file__ = path
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules[name] = module
+    exec(compile(_read(path), path, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+    exported = module.__dict__.get("__all__", [])
+    if not isinstance(exported, (list, tuple)) or not all(isinstance(n, str) for n in exported):
+        _fail("prelude %s: __all__ must be a list of names" % path)
+    return module
+
+
+def run_restricted(script: str, config: Dict[str, Any]) -> None:
+    # The guest sees this directory's package as the top-level "restricted".
+    from restricted import environment, names  # type: ignore[import-not-found]
+
+    # Trusted imports search only the read-only standard library and this
+    # directory: never a place the guest can write.
+    sys.path[:] = [p for p in sys.path if p == HERE or p.startswith("/usr/lib/")]
+    prelude_path = config.get("prelude")
+    prelude = run_prelude(prelude_path) if isinstance(prelude_path, str) else None
+    quitters = {"exit": _Quitter("exit"), "quit": _Quitter("quit")}
+    allowed = _str_list(config, "modules")
+    if "modules" not in config:
+        allowed = sorted(names.DEFAULT_MODULES)
+    if config.get("threads"):
+        allowed += sorted(names.THREAD_MODULES)
+    user_path = [script.rpartition("/")[0] or "/"]
+    env = environment.Environment(
+        allowed, user_path, stdin=bool(config.get("stdin")), extra_builtins=quitters
+    )
+    main = env.new_module("__main__", script)
+    sys.modules["__main__"] = main
+    host_functions = _str_list(config, "host_functions")
+    if prelude is not None or host_functions:
+        from restricted import capabilities  # type: ignore[import-not-found, unused-ignore]
+    if prelude is not None:
+        for name in prelude.__dict__.get("__all__", []):
+            if name not in prelude.__dict__:
+                _fail("prelude: __all__ names %r, which it does not define" % name)
+            main.__dict__[name] = capabilities.grant(prelude.__dict__[name], name)
+    if host_functions:
+        channel = capabilities.Channel(None)  # the embedding work provides the transport
+        for name in host_functions:
+            main.__dict__[name] = capabilities.host_function(name, channel)
+        del channel
+    del prelude
+    code = env.compile_source(_read(script), script, "exec")
+    exec(code, main.__dict__)  # noqa: S102 -- checked and rewritten by the restricted checker
 
 
 def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("bootstrap: no script given\n")
         raise SystemExit(2)
+    config = take_config()
+    _apply_limits(config)
     script = sys.argv[1]
     sys.argv = sys.argv[1:]
-    sys.path[0:1] = [script.rpartition("/")[0] or "/"]
-    _settings()
-    _install_exit()
+    restricted = config.get("restricted", True) is not False
     try:
-        _run(script)
+        if restricted:
+            run_restricted(script, config)
+        else:
+            run_unrestricted(script, config)
     except SystemExit:
         raise
     except BaseException:
-        etype, value, tb = sys.exc_info()
-        # Drop the bootstrap's own frames.
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-            tb = tb.tb_next
-        if etype is None or value is None:
-            raise SystemExit(1) from None
-        text = _format(etype, value, tb)
-        try:
-            sys.stderr.write(text)
-            sys.stderr.flush()
-        except BaseException:
-            pass
-        _report(etype, value, text)
+        failure = _failure([__file__, HERE + "/restricted/"])
+        if failure is not None:
+            report("exception", *failure)
         raise SystemExit(1) from None
 
 

@@ -32,6 +32,12 @@ A policy file is TOML::
     [network.hosts]
     "api.test" = "127.0.0.5"
 
+    [restricted]
+    enabled = true         # the in-guest restricted mode (docs/restricted-mode.md)
+    add_modules = []       # modules added to the default import allow-list
+    remove_modules = []    # modules removed from it
+    threads = false        # may untrusted code import threading
+
 Every key is optional; unknown keys are an error that names the key.  Values
 carry their units ("30s", "512MiB"): a bare number is refused, never guessed.
 In the Python API the same settings are plain numbers in seconds and bytes.
@@ -46,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import PolicyError
+from ..guest.restricted import names as restricted_names
 from ..net.config import NetworkPolicy
 from .units import format_duration, format_size, parse_duration, parse_size
 
@@ -197,6 +204,14 @@ class Mount:
         return cls("", guest, "tmpfs", quota)
 
 
+def _check_module_names(key: str, value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(m, str) for m in value):
+        raise PolicyError(f"{key}: expected a list of module names, got {value!r}")
+    for m in value:
+        if not m or not all(part.isidentifier() for part in m.split(".")):
+            raise PolicyError(f"{key}: {m!r} is not a module name")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What a sandbox may do.  Seconds and bytes; see the module docstring."""
@@ -213,6 +228,12 @@ class Policy:
     #: limits of the private writable area (/sandbox and /tmp together)
     private: Quota = field(default_factory=Quota)
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    #: The in-guest restricted mode; off only for trusted code (--no-restrict).
+    restricted: bool = True
+    add_modules: tuple[str, ...] = ()
+    remove_modules: tuple[str, ...] = ()
+    #: whether untrusted code may import _thread and threading ([restricted] threads)
+    allow_threads: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
@@ -242,6 +263,15 @@ class Policy:
             )
         if not isinstance(self.private, Quota):
             raise PolicyError(f"private: expected a Quota, got {self.private!r}")
+        for key in ("restricted", "allow_threads"):
+            if not isinstance(getattr(self, key), bool):
+                raise PolicyError(f"{key}: expected true or false, got {getattr(self, key)!r}")
+        _check_module_names("add_modules", self.add_modules)
+        _check_module_names("remove_modules", self.remove_modules)
+        for name in self.add_modules:
+            why = restricted_names.FORBIDDEN_MODULES.get(name)
+            if why is not None:
+                raise PolicyError(f"add_modules: {name!r} can never be allowed ({why})")
         seen: set[str] = set()
         for m in self.mounts:
             if not isinstance(m, Mount):
@@ -254,6 +284,13 @@ class Policy:
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)
+
+    def allowed_modules(self) -> tuple[str, ...]:
+        """The restricted mode's import allow-list: defaults, plus and minus the policy's."""
+        allowed = set(restricted_names.DEFAULT_MODULES) | set(self.add_modules)
+        if self.allow_threads:
+            allowed |= restricted_names.THREAD_MODULES
+        return tuple(sorted(allowed - set(self.remove_modules)))
 
     # --- files ---------------------------------------------------------
     @classmethod
@@ -277,7 +314,7 @@ class Policy:
         cls, data: Mapping[str, Any], *, base_dir: str = ".", source: str = "policy"
     ) -> Policy:
         """Build a policy from parsed TOML.  Relative host paths start at ``base_dir``."""
-        _only(data, {"limits", "mount", "private", "network"}, source)
+        _only(data, {"limits", "mount", "private", "network", "restricted"}, source)
         kw: dict[str, Any] = {}
         limits = data.get("limits", {})
         if not isinstance(limits, Mapping):
@@ -336,6 +373,21 @@ class Policy:
             kw["network"] = NetworkPolicy.from_dict(
                 net, base_dir=base_dir, where=f"{source}: [network]"
             )
+        restricted = data.get("restricted", {})
+        if not isinstance(restricted, Mapping):
+            raise PolicyError(f"{source}: [restricted] must be a table")
+        where = f"{source}: [restricted]"
+        _only(restricted, {"enabled", "add_modules", "remove_modules", "threads"}, where)
+        for key, field_name in (("enabled", "restricted"), ("threads", "allow_threads")):
+            if key in restricted:
+                if not isinstance(restricted[key], bool):
+                    raise PolicyError(f"{where}: '{key}' must be true or false")
+                kw[field_name] = restricted[key]
+        for key in ("add_modules", "remove_modules"):
+            if key in restricted:
+                if not isinstance(restricted[key], list):
+                    raise PolicyError(f"{where}: '{key}' must be a list of module names")
+                kw[key] = tuple(restricted[key])
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,6 +406,12 @@ class Policy:
             "private": self.private.to_dict(),
             "mount": [_mount_dict(m) for m in self.mounts],
             "network": self.network.to_dict(),
+            "restricted": {
+                "enabled": self.restricted,
+                "add_modules": list(self.add_modules),
+                "remove_modules": list(self.remove_modules),
+                "threads": self.allow_threads,
+            },
         }
 
 

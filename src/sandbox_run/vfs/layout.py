@@ -2,6 +2,7 @@
 
     /usr/bin/pypy3 ...        the interpreter, its libraries and stdlib (read-only)
     /usr/lib/sandbox-run/     the guest bootstrap (read-only)
+    /usr/lib/sandbox-run-prelude/NAME.py   the prelude, if the run has one (read-only)
     /etc/ld.so.cache          generated: lists only the libraries above
     /proc/self/exe, /proc/cpuinfo, /proc/meminfo, /sys/.../cpu/online   virtual
     /dev/null, zero, full, random, urandom
@@ -43,6 +44,7 @@ GUEST_PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"
 )
 BOOTSTRAP_VPATH = "/usr/lib/sandbox-run/bootstrap.py"
+PRELUDE_VDIR = "/usr/lib/sandbox-run-prelude"
 SANDBOX_DIR = b"/sandbox"
 DEVICES = {"null": True, "zero": True, "full": True, "random": False, "urandom": False}
 
@@ -83,9 +85,11 @@ def build(
     *,
     exe: str,
     bootstrap: bool,
+    files: tuple[tuple[str, str], ...] = (),
 ) -> list[areas.Area]:
     """Populate ``vfs`` for one run and set its working directory to /sandbox.
 
+    ``files`` are (virtual path, host path) pairs of read-only host files.
     Returns the writable areas (the caller closes them, after ``finish``).
     """
     for path in image.files:
@@ -112,6 +116,8 @@ def build(
         vfs.add_mount(
             os.fsencode(os.path.dirname(BOOTSTRAP_VPATH)), GUEST_PACKAGE_DIR, writable=False
         )
+    for file_vpath, host_path in files:  # read-only host files (the prelude)
+        vfs.add_file(os.fsencode(file_vpath), host_path=host_path)
     made: list[areas.Area] = []
     try:
         private = areas.private_area(policy.private, "")
