@@ -81,6 +81,7 @@ def guest_config(
         "modules": list(policy.allowed_modules()),
         "threads": policy.allow_threads,
         "recursion_limit": policy.recursion_limit,
+        "channel_fd": policy.open_files,  # limits.plan puts the channel there
         "stdin": stdin,
         "prelude": prelude_vpath,
         "host_functions": list(host_functions),
@@ -95,11 +96,15 @@ def python_program(
     *,
     stdin: bool = False,
     prelude: PathArg | None = None,
+    session: bool = False,
+    host_functions: Sequence[str] = (),
 ) -> GuestProgram:
     """A Python script run by the sandboxed PyPy through the bootstrap.
 
     ``stdin``: the run has standard input (the restricted mode grants
     ``input``).  ``prelude``: a host file run unrestricted before the script.
+    ``session``: after the script, the guest serves calls from the host
+    (``embed/``), with stubs for ``host_functions``.
     """
     if "/" in name or name in ("", ".", ".."):
         raise PolicyError(f"bad script name {name!r}")
@@ -110,8 +115,13 @@ def python_program(
     gargv = (PYPY, "-S", "-B", layout.BOOTSTRAP_VPATH, script, *argv)
     prelude_file = _prelude_file(prelude)
     config = guest_config(
-        policy, stdin=stdin, prelude_vpath=prelude_file[0] if prelude_file else None
+        policy,
+        stdin=stdin,
+        prelude_vpath=prelude_file[0] if prelude_file else None,
+        host_functions=host_functions,
     )
+    if session:
+        config["session"] = True
     env = (*_guest_env(policy), (GUEST_CONFIG_ENV, json.dumps(config, separators=(",", ":"))))
     return GuestProgram(
         image,
@@ -193,6 +203,16 @@ def _classify(ex: Exit, policy: Policy) -> tuple[Outcome, str]:
             f"output limit: {format_size(policy.output)} of stdout and stderr written; "
             "the rest was discarded and the guest killed"
         )
+    if ex.stopped in ("call_wall", "call_cpu"):
+        what = "wall-clock" if ex.stopped == "call_wall" else "CPU"
+        outcome = Outcome.TIMEOUT if ex.stopped == "call_wall" else Outcome.CPU_LIMIT
+        if policy.end_on_call_deadline:
+            return outcome, f"a call passed its {what} deadline; the policy ends the session"
+        return outcome, (
+            f"a call passed its {what} deadline and did not stop when interrupted: killed"
+        )
+    if ex.stopped == "protocol":
+        return Outcome.POLICY_VIOLATION, "the guest broke the session protocol on its channel"
     if ex.stopped == "timeout":
         return (
             Outcome.TIMEOUT,
@@ -227,7 +247,7 @@ def _classify(ex: Exit, policy: Policy) -> tuple[Outcome, str]:
 _MEMORY_CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGKILL)
 
 
-def _result(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
+def result_of(ex: Exit, policy: Policy, out: bytearray | None, err: bytearray | None) -> Result:
     outcome, reason = _classify(ex, policy)
     v = ex.violation
     return Result(
@@ -286,7 +306,7 @@ async def run_program(
         trace=trace,
         audit=audit,
     )
-    return _result(ex, policy, out, err)
+    return result_of(ex, policy, out, err)
 
 
 async def run_async(

@@ -41,3 +41,43 @@ class Refused(SyscallError):
     denial, where other SyscallErrors are the ordinary failures of a call."""
 
     __slots__ = ()
+
+
+class GuestError(SandboxError):
+    """Guest code raised an exception in a session call.  Only text crosses:
+    the exception's type name, its message and the traceback."""
+
+    def __init__(self, type_name: str, message: str, traceback: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class CallDeadlineExceeded(GuestError):
+    """A session call ran past its deadline (``deadline`` is "wall" or
+    "cpu") and was interrupted; the session goes on unless the policy ends it."""
+
+    def __init__(self, deadline: str, limit: float, type_name: str, message: str, tb: str):
+        super().__init__(type_name, message, tb)
+        self.deadline = deadline
+        self.limit = limit
+        what = "wall-clock" if deadline == "wall" else "CPU"
+        self.args = (f"the call's {what} deadline of {limit:g}s passed",)
+
+
+class SandboxClosed(SandboxError):
+    """The session's guest is gone (it exited, crashed, or hit a limit);
+    ``result`` says how it ended."""
+
+    def __init__(self, result: object) -> None:
+        reason = getattr(result, "reason", "the sandbox is closed")
+        super().__init__(f"the sandbox is closed: {reason}")
+        self.result = result
+
+
+class CapabilityError(Exception):
+    """Raised by a host function to fail the guest's call with this message.
+
+    Other exceptions of host functions reach the guest only as "host function
+    'name' failed" (their text stays on the host, in the log)."""

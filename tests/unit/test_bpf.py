@@ -160,3 +160,15 @@ def test_the_network_filter_differs_only_in_the_closing_calls() -> None:
             assert bpf.evaluate(NET_PROG, data) == bpf.RET_USER_NOTIF
         else:
             assert bpf.evaluate(PROG, data) == bpf.evaluate(NET_PROG, data)
+
+
+def test_the_channel_filter_hands_over_only_the_channel_descriptor() -> None:
+    prog = bpf.compile_filter(syscalls.table_for(False, 300))
+    for name in ("read", "write"):
+        nr = syscalls.NR[name]
+        assert bpf.evaluate(prog, bpf.seccomp_data(nr, (300, 0, 10))) == bpf.RET_USER_NOTIF
+        # The kernel reads the descriptor as an int: high bits change nothing.
+        high = 300 | (1 << 40)
+        assert bpf.evaluate(prog, bpf.seccomp_data(nr, (high, 0, 10))) == bpf.RET_USER_NOTIF
+        for fd in (0, 1, 3, 299, 301):
+            assert bpf.evaluate(prog, bpf.seccomp_data(nr, (fd, 0, 10))) == bpf.RET_ALLOW

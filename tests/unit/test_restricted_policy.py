@@ -86,6 +86,7 @@ def test_the_configuration_reaches_the_bootstrap_as_json(tmp_path: pathlib.Path)
         "modules": list(Policy(allow_threads=True).allowed_modules()),
         "threads": True,
         "recursion_limit": 321,
+        "channel_fd": 256,
         "stdin": True,
         "prelude": "/usr/lib/sandbox-run-prelude/grants.py",
         "host_functions": [],

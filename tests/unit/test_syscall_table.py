@@ -54,9 +54,9 @@ def test_refusals_carry_an_errno() -> None:
 
 def test_every_handled_call_has_exactly_one_handler() -> None:
     handlers = handler_table()  # raises if a handle entry lacks a handler, or vice versa
-    for e, with_net in zip(TABLE, syscalls.NETWORK_TABLE, strict=True):
-        handled = Kind.HANDLE in (e.kind, with_net.kind)
-        assert (handlers[e.nr] is not None) == handled, e.name
+    for entries in zip(*syscalls.variants(), strict=True):
+        handled = any(v.handled for v in entries)
+        assert (handlers[entries[0].nr] is not None) == handled, entries[0].name
 
 
 def test_calls_that_may_continue_take_no_address_deciding_pointer() -> None:
@@ -64,7 +64,11 @@ def test_calls_that_may_continue_take_no_address_deciding_pointer() -> None:
     # descriptors that closing calls name (seen only to count network bytes).
     signals = {"kill", "tgkill", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"}
     closing = {"close", "dup2", "dup3", "close_range", "exit", "exit_group"}
-    assert CONTINUE_OK == signals | closing
+    # read and write of the channel continue only when it is not the channel:
+    # the buffer pointer is the guest's own memory, the descriptor decides.
+    channel = {"read", "write"}
+    assert CONTINUE_OK == signals | closing | channel
+    assert set(syscalls.CHANNEL_HANDLED) == channel
     assert set(syscalls.NETWORK_HANDLED) == closing
     for name in signals:
         assert TABLE[syscalls.NR[name]].kind is Kind.HANDLE
@@ -131,3 +135,15 @@ def test_allowed_calls_touch_only_the_guest() -> None:
         "sendmsg",
         "getppid",
     }
+
+
+def test_the_channel_variant_hands_over_only_the_channel_descriptor() -> None:
+    table = syscalls.table_for(False, 300)
+    for name in ("read", "write"):
+        e = table[syscalls.NR[name]]
+        assert e.kind is Kind.ALLOW and e.handled
+        (case,) = e.cases
+        assert case.kind is Kind.HANDLE
+        assert [(t.arg, t.values) for t in case.tests] == [(0, (300,))]
+    assert syscalls.table_for(False, 300) is table  # compiled once
+    assert not syscalls.TABLE[syscalls.NR["read"]].handled

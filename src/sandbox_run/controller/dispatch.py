@@ -28,7 +28,6 @@ from ..vfs.stat import VStat
 from ..vfs.tree import Loc
 from . import syscalls
 from .kernel import GuestFault, Notification
-from .syscalls import Kind
 
 if TYPE_CHECKING:
     from .guest import Guest
@@ -71,6 +70,16 @@ class _Continue:
 CONTINUE: Final = _Continue()
 
 
+class _Parked:
+    """The handler keeps the call, to answer it later with ``answer_parked``
+    (a read of the channel, waiting for the host's next message)."""
+
+    __slots__ = ()
+
+
+PARKED: Final = _Parked()
+
+
 class Later:
     """A synchronous handler's answer when the call must wait after all (a
     blocking connect still in progress): ``fn`` finishes it as an
@@ -85,7 +94,7 @@ class Later:
         self.cleanup = cleanup  # releases what fn owns, should fn never run
 
 
-Reply = int | Inject | Install | _Continue | Later
+Reply = int | Inject | Install | _Continue | Later | _Parked
 Handler = Callable[["Call"], Reply]
 
 
@@ -108,6 +117,9 @@ MAX_PENDING = 64
 CONTINUE_OK: Final = frozenset(
     {"kill", "tgkill", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"}
     | set(syscalls.NETWORK_HANDLED)
+    # read and write of descriptor 3 that is not the channel any more: the
+    # buffer is the guest's own memory; the descriptor decides the object.
+    | set(syscalls.CHANNEL_HANDLED)
 )
 
 
@@ -301,12 +313,15 @@ def dispatch(guest: Guest, note: Notification, handlers: list[AnyHandler | None]
             # The filter kills foreign ABIs; reaching here means it did not.
             raise SyscallError(errno.ENOSYS, "foreign system-call ABI")
         handler = handlers[nr] if 0 <= nr < len(handlers) else None
-        if entry.kind is not Kind.HANDLE or handler is None:
+        if not entry.handled or handler is None:
             raise SyscallError(entry.errno or errno.ENOSYS, entry.reason)
         if isinstance(handler, AsyncHandler):
             _start_async(guest, call, entry, handler.fn, call)
             return
         reply = handler(call)
+        if reply is PARKED:
+            guest.pending += 1  # answered by answer_parked
+            return
         if isinstance(reply, Later):
             later, reply = reply, None
             try:
@@ -343,6 +358,7 @@ def _start_async(
     if guest.pending >= MAX_PENDING:
         raise SyscallError(errno.EAGAIN, "too many calls in progress")
     guest.pending += 1
+    guest.spawned += 1
     guest.nursery.start_soon(_run_async, guest, call, entry, fn, *args)
 
 
@@ -357,7 +373,7 @@ async def _run_async(
     err: SyscallError | None = None
     try:
         reply = await fn(*args)
-        if reply is CONTINUE or isinstance(reply, Later):
+        if reply is CONTINUE or reply is PARKED or isinstance(reply, Later):
             raise SyscallError(errno.ENOSYS, f"internal: {call.name} may not continue")
         if call.touched:
             call.check_id()
@@ -376,13 +392,33 @@ async def _run_async(
     _finish(guest, call, entry, reply, err)
 
 
+def answer_parked(guest: Guest, call: Call, produce: Callable[[], Reply]) -> None:
+    """Answer a call its handler parked, with what ``produce`` returns or
+    raises (as a handler would).  Never raises for anything the guest did."""
+    guest.pending -= 1
+    reply: Reply | None = None
+    err: SyscallError | None = None
+    try:
+        reply = produce()
+        if call.touched:
+            call.check_id()
+    except SyscallError as e:
+        err = e
+    except _Vanished:
+        return
+    except Exception:  # a controller bug: fail the call, keep serving
+        log.exception("answering a parked %s failed", call.name)
+        reply, err = None, SyscallError(errno.EIO, "internal error in the controller")
+    _finish(guest, call, guest.table[call.note.nr], reply, err)
+
+
 def _finish(
     guest: Guest, call: Call, entry: syscalls.Entry, reply: Reply | None, err: SyscallError | None
 ) -> None:
     """Log a refusal, send the answer, trace it."""
     name = call.name
     if err is not None and (
-        entry.kind is not Kind.HANDLE
+        not entry.handled
         or err.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES)
         or isinstance(err, Refused)
     ):

@@ -13,6 +13,7 @@ from ..net.state import NetState
 from ..vfs import hostfs
 from ..vfs.tree import Vfs
 from . import kernel, syscalls
+from .channel import GuestChannel
 from .dispatch import CallStats, Denial
 
 
@@ -22,6 +23,7 @@ class Guest:
     __slots__ = (
         "_fd_dir",
         "_fd_dir_b",
+        "channel",
         "listener",
         "mem",
         "memory_bytes",
@@ -31,6 +33,7 @@ class Guest:
         "pending",
         "pid",
         "pidfd",
+        "spawned",
         "started",
         "stats",
         "stopping",
@@ -49,6 +52,7 @@ class Guest:
         memory_bytes: int,
         trace: Callable[[str], None] | None,
         net: NetState | None = None,
+        channel: GuestChannel | None = None,
     ) -> None:
         self.pid = pid
         self.pidfd = pidfd
@@ -61,12 +65,17 @@ class Guest:
         self.started = time.monotonic()
         self.nursery: trio.Nursery  # where asynchronous handlers run; set by the session
         self.pending = 0  # calls waiting in asynchronous handlers
+        self.spawned = 0  # tasks started for it (asynchronous handlers, host calls)
         self.stopping = False  # the sandbox is ending it: answer nothing more
         #: called with each refused call, when the policy kills on refusal
         self.on_refusal: Callable[[Denial], None] | None = None
         self.net = net if net is not None else NetState(NetworkPolicy())
         #: the syscall table this guest's filter was compiled from
-        self.table = syscalls.table_for(self.net.enabled)
+        self.table = syscalls.table_for(
+            self.net.enabled, channel.fd if channel is not None else None
+        )
+        #: the bootstrap's channel, carried by the read and write handlers
+        self.channel = channel
         self._fd_dir = f"/proc/{pid}/fd/"
         self._fd_dir_b = os.fsencode(self._fd_dir)
 

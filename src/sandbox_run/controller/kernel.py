@@ -306,8 +306,6 @@ LAUNCH_STEPS = {
 }
 # Descriptor numbers the launcher receives; stdio takes 0-2.
 _CONFIG_FD, _SYNC_FD, _EXEC_FD, _CHANNEL_FD = 3, 4, 5, 6
-#: The guest's end of its channel to the controller, in the guest.
-GUEST_CHANNEL_FD = 3
 
 
 class LaunchError(Exception):
@@ -358,12 +356,15 @@ def _high_dup(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _CHANNEL_FD + 1)
 
 
-def spawn(cfg: LaunchConfig, *, pipe_stdin: bool, channel: int | None = None) -> Spawned:
+def spawn(
+    cfg: LaunchConfig, *, pipe_stdin: bool, channel: tuple[int, int] | None = None
+) -> Spawned:
     """Start the launcher (posix_spawn: thread-safe, no Python code in the child).
 
     The guest's standard streams are pipes owned by the controller; stdin is
-    /dev/null unless ``pipe_stdin``.  ``channel``, if given, becomes
-    descriptor ``GUEST_CHANNEL_FD`` in the guest (the caller keeps its own copy).
+    /dev/null unless ``pipe_stdin``.  ``channel`` (descriptor, number), if
+    given: the descriptor becomes that number in the guest (the caller keeps
+    its own copy).
     """
     opened: list[int] = []
 
@@ -391,11 +392,11 @@ def spawn(cfg: LaunchConfig, *, pipe_stdin: bool, channel: int | None = None) ->
         track(in_r, *([in_w] if in_w >= 0 else []))
         fixed = [in_r, out_w, err_w, cfg_r, sync_w, exec_fd]
         if channel is not None:
-            fixed.append(channel)
+            fixed.append(channel[0])
         sources = [_high_dup(fd) for fd in fixed]
         track(*sources)
         actions = [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(sources)]
-        channel_arg = str(_CHANNEL_FD) if channel is not None else "-1"
+        channel_arg = f"{_CHANNEL_FD}:{channel[1]}" if channel is not None else "-1"
         pid = os.posix_spawn(
             LAUNCHER,
             [LAUNCHER, str(_CONFIG_FD), str(_SYNC_FD), str(_EXEC_FD), channel_arg, *cfg.argv],

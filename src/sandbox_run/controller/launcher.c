@@ -8,8 +8,9 @@
  *   argv[1]  CONFIG_FD  read end of a pipe holding the launch configuration
  *   argv[2]  SYNC_FD    write end of a pipe back to the controller
  *   argv[3]  EXEC_FD    O_PATH descriptor of the program to execute
- *   argv[4]  CHANNEL_FD the guest's end of the channel to the controller, or -1;
- *                       it becomes descriptor 3 in the guest
+ *   argv[4]  CHANNEL    "SRC:DST": descriptor SRC, the guest's end of the channel
+ *                       to the controller, becomes descriptor DST in the guest
+ *                       (above the descriptors it may ever open), or "-1"
  *   argv[5..]           the guest's argv (argv[5] is the guest's argv[0])
  *
  * It applies everything that must hold before the guest's first instruction
@@ -80,8 +81,6 @@ enum step {
     STEP_CHANNEL = 10,
 };
 
-/* Where the guest finds its channel to the controller. */
-#define GUEST_CHANNEL_FD 3
 
 static int sync_fd = -1;
 
@@ -156,7 +155,7 @@ int main(int argc, char **argv) {
     static unsigned char config[MAX_CONFIG];
     size_t len, off = 0;
     uint32_t flags, uid, gid, n_rlimits, n_insns, i;
-    int config_fd, exec_fd, channel_fd, listener;
+    int config_fd, exec_fd, channel_fd = -1, guest_channel_fd = -1, listener;
     pid_t parent = getppid();
     struct sock_fprog prog;
 
@@ -166,11 +165,28 @@ int main(int argc, char **argv) {
     sync_fd = parse_fd(argv[2]);
     config_fd = parse_fd(argv[1]);
     exec_fd = parse_fd(argv[3]);
-    channel_fd = strcmp(argv[4], "-1") == 0 ? -1 : parse_fd(argv[4]);
-    if (sync_fd < 3 || config_fd < 3 || exec_fd < 3 || channel_fd == GUEST_CHANNEL_FD ||
-        (channel_fd < 3 && channel_fd != -1)) {
+    if (strcmp(argv[4], "-1") != 0) {
+        char *colon = strchr(argv[4], ':');
+        if (colon == NULL) {
+            errno = EINVAL;
+            fail(STEP_USAGE);
+        }
+        *colon = '\0';
+        channel_fd = parse_fd(argv[4]);
+        guest_channel_fd = parse_fd(colon + 1);
+        if (channel_fd < 3 || guest_channel_fd <= 5 || guest_channel_fd == channel_fd) {
+            errno = EINVAL;
+            fail(STEP_USAGE);
+        }
+    }
+    if (sync_fd < 3 || config_fd < 3 || exec_fd < 3) {
         errno = EINVAL;
         fail(STEP_USAGE);
+    }
+    /* Before the rlimits: the channel's number is above RLIMIT_NOFILE, where
+     * the guest can never make a descriptor of its own. */
+    if (channel_fd >= 0 && dup2(channel_fd, guest_channel_fd) != guest_channel_fd) {
+        fail(STEP_CHANNEL);
     }
 
     len = read_all(config_fd, config, sizeof config);
@@ -227,11 +243,13 @@ int main(int argc, char **argv) {
         fail(STEP_NO_NEW_PRIVS);
     }
     /* Nothing but the standard streams (and the channel) survives the exec. */
-    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
+    if (guest_channel_fd < 0) {
+        if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
+            fail(STEP_CLOEXEC);
+        }
+    } else if (syscall(SYS_close_range, 3u, (unsigned)guest_channel_fd - 1, CLOSE_RANGE_CLOEXEC) != 0 ||
+               syscall(SYS_close_range, (unsigned)guest_channel_fd + 1, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
         fail(STEP_CLOEXEC);
-    }
-    if (channel_fd >= 0 && dup2(channel_fd, GUEST_CHANNEL_FD) != GUEST_CHANNEL_FD) {
-        fail(STEP_CHANNEL);
     }
 
     listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,

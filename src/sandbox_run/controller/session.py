@@ -7,8 +7,12 @@ normal exit, timeout, cancellation by the caller, or a controller error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import select
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -27,30 +31,40 @@ from ..vfs import areas, layout
 from ..vfs.system import SystemImage
 from ..vfs.tree import Vfs
 from . import bpf, channel, kernel, syscalls
-from .dispatch import CallStats, Denial, serve
+from .dispatch import CallStats, Denial, dispatch, serve
 from .guest import Guest
 from .handlers import handler_table
 from .handlers.closing import count_sockets
 
 #: The unprivileged identity the guest runs under when the controller is root.
 NOBODY = (65534, 65534)
-_FILTERS: dict[bool, bytes] = {}
+_FILTERS: dict[tuple[bool, int | None], bytes] = {}
 _HANDLERS = handler_table()
 _NR_EXECVEAT = syscalls.NR["execveat"]
 log = logging.getLogger("sandbox_run")
-#: Bytes a guest may send on its channel in one run.
-CHANNEL_BUDGET = 64 << 20
 #: After the guest exits, how long its output and channel may take to drain.
 DRAIN_TIME = 5.0
 
 Sink = Callable[[bytes], None]
+#: What a session does with each message its guest sends (``embed/``); the
+#: default only takes the bootstrap's exception report.
+MessageHandler = Callable[["Run", str, tuple[object, ...]], None]
+#: The signal that interrupts a session's call (the bootstrap handles it).
+INTERRUPT_SIGNAL = signal.SIGUSR1
+#: How long serve_inline waits, after a call's answer, for the guest's next
+#: call (milliseconds).
+LINGER_MS = 1
+#: Bounds on how long the CPU watcher sleeps between readings.
+CPU_WATCH_MIN, CPU_WATCH_MAX = 0.002, 1.0
 
 
-def _filter(network: bool) -> bytes:
-    """The packed filter for a guest with or without network access."""
-    if network not in _FILTERS:
-        _FILTERS[network] = bpf.pack(bpf.compile_filter(syscalls.table_for(network)))
-    return _FILTERS[network]
+def _filter(network: bool, channel_fd: int | None) -> bytes:
+    """The packed filter for a guest with or without network access, and
+    with or without the bootstrap's channel."""
+    key = (network, channel_fd)
+    if key not in _FILTERS:
+        _FILTERS[key] = bpf.pack(bpf.compile_filter(syscalls.table_for(*key)))
+    return _FILTERS[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +132,21 @@ async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
     return listener
 
 
-class _Run:
-    """One run's shared state: why it stopped, and the scope to cancel."""
+class Run:
+    """One running guest as the rest of the controller sees it: why it
+    stopped, the scope to cancel, its clocks, its output, and (for sessions,
+    ``embed/``) the way to interrupt what it is doing."""
 
-    def __init__(self, result: Exit, deadline: float) -> None:
+    def __init__(self, result: Exit, deadline: float, cpu_limit: float, output: Output) -> None:
         self.result = result
         self.scope = trio.CancelScope(deadline=deadline)
         self.guest: Guest | None = None
+        self.pid = 0
+        #: the reading of the guest's CPU clock at which it is stopped
+        self.cpu_limit = cpu_limit
+        self.output = output
+        self.channel: channel.GuestChannel | None = None
+        self._poller: select.poll | None = None  # for serve_inline
 
     def stop(self, why: str) -> None:
         """End the run (the guest is then killed) for reason ``why``."""
@@ -140,79 +162,173 @@ class _Run:
             self.result.violation = denial
         self.stop("violation")
 
+    def cpu_time(self) -> float:
+        """CPU seconds the guest has used so far, all threads."""
+        try:
+            return time.clock_gettime(_cpu_clock(self.pid))
+        except OSError:
+            return 0.0  # gone
 
-async def _pump_output(
-    run: _Run, streams: list[trio.lowlevel.FdStream], sinks: list[Sink], cap: int
-) -> None:
-    """Copy stdout and stderr to their sinks, at most ``cap`` bytes in all.
+    def hold_clock(self) -> None:
+        """Stop counting the wall clock and CPU limits (a guest waiting in a pool)."""
+        self.scope.deadline = math.inf
+        self.cpu_limit = math.inf
+
+    def start_clock(self, timeout: float, cpu_time: float) -> None:
+        """Count the limits from now: ``timeout`` seconds, ``cpu_time`` CPU seconds."""
+        self.scope.deadline = trio.current_time() + timeout
+        self.cpu_limit = self.cpu_time() + cpu_time
+
+    def interrupt(self) -> None:
+        """Signal the guest's main thread (its bootstrap turns the signal into
+        an exception in the call being made).  Nothing happens if it is gone."""
+        if self.pid and self.result.status is None and self.result.signal is None:
+            with contextlib.suppress(OSError):  # it has just ended
+                kernel.tgkill(self.pid, self.pid, INTERRUPT_SIGNAL)
+            if self.channel is not None:
+                self.channel.interrupt()  # a read of the channel it waits in ends
+
+    def serve_inline(self, done: Callable[[], bool], budget: float) -> bool:
+        """Answer this guest's calls right here, without a trip through the
+        event loop, until ``done()`` or ``budget`` seconds have passed; True
+        if done.
+
+        For a session's call round trip: a trip through trio for each of the
+        guest's two channel calls costs more than the calls themselves.  It
+        runs only while no other task is runnable, and ``budget`` bounds how
+        long the event loop waits meanwhile (the caller keeps it short).
+        """
+        guest = self.guest
+        if guest is None or guest.stopping:
+            return done()
+        if trio.lowlevel.current_statistics().tasks_runnable:
+            return done()
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(guest.listener.fd, select.POLLIN)
+            for fd in self.output.fds:
+                poller.register(fd, select.POLLIN)
+        end = time.monotonic() + budget
+        spawned = guest.spawned
+        while not done():
+            left = end - time.monotonic()
+            if left <= 0 or guest.stopping or guest.spawned != spawned:
+                return False  # over budget, ending, or a task needs the loop
+            events = poller.poll(max(1, int(left * 1000)))
+            for fd, ev in events:
+                if fd != guest.listener.fd:
+                    self.output.drain()
+                elif ev & select.POLLIN:
+                    note = guest.listener.recv()
+                    if note is not None:
+                        dispatch(guest, note, _HANDLERS)
+                else:
+                    return done()  # the guest is gone
+        # Its next call is nearly always the read that waits for the next
+        # message: taken here, it costs the event loop no wake-up.
+        for fd, ev in poller.poll(LINGER_MS):
+            if fd == guest.listener.fd and ev & select.POLLIN:
+                note = guest.listener.recv()
+                if note is not None:
+                    dispatch(guest, note, _HANDLERS)
+        return True
+
+    def record_exception(self, fields: tuple[object, ...]) -> None:
+        if self.result.exception is None:
+            try:
+                self.result.exception = channel.exception_report(fields)
+            except channel.ProtocolError as e:
+                log.info("guest channel: bad exception report: %s", e)
+
+
+def _cpu_clock(pid: int) -> int:
+    return ((~pid) << 3) | 2  # the process CPU clock of ``pid`` (CPUCLOCK_SCHED)
+
+
+class Output:
+    """The guest's stdout and stderr on their way to their sinks, at most
+    ``cap`` bytes in all.
 
     Each read asks for no more than fits under the cap (plus one byte, to see
     that more is coming), and nothing beyond the cap reaches a sink.  The
     room is counted again after each read: the other stream may have used
-    it meanwhile.
+    it meanwhile.  At the cap the run is stopped ("output").
     """
 
-    async def pump(stream: trio.lowlevel.FdStream, sink: Sink) -> None:
-        while True:
-            data = await stream.receive_some(min(65536, cap - run.result.output_bytes + 1))
-            if not data:
-                return
-            room = cap - run.result.output_bytes
-            if len(data) > room:
-                sink(data[:room])
-                run.result.output_bytes = cap
-                run.stop("output")
-                return
-            run.result.output_bytes += len(data)
-            sink(data)
+    def __init__(self, result: Exit, cap: int, sinks: tuple[Sink, Sink]) -> None:
+        self.result = result
+        self.cap = cap
+        self.sinks = sinks
+        self.fds: tuple[int, ...] = ()
+        self.run: Run | None = None
+        self._poller: select.poll | None = None  # for drain
 
-    async with trio.open_nursery() as n:
-        for stream, sink in zip(streams, sinks, strict=True):
-            n.start_soon(pump, stream, sink)
+    def _deliver(self, index: int, data: bytes) -> bool:
+        """Pass ``data`` on; False once the cap is reached."""
+        room = self.cap - self.result.output_bytes
+        if len(data) > room:
+            self.sinks[index](data[:room])
+            self.result.output_bytes = self.cap
+            if self.run is not None:
+                self.run.stop("output")
+            return False
+        self.result.output_bytes += len(data)
+        self.sinks[index](data)
+        return True
+
+    async def pump(self, streams: list[trio.lowlevel.FdStream]) -> None:
+        async def one(index: int, stream: trio.lowlevel.FdStream) -> None:
+            while True:
+                room = self.cap - self.result.output_bytes
+                data = await stream.receive_some(min(65536, room + 1))
+                if not data or not self._deliver(index, data):
+                    return
+
+        async with trio.open_nursery() as n:
+            for index, stream in enumerate(streams):
+                n.start_soon(one, index, stream)
+
+    def drain(self) -> None:
+        """Deliver, now, what the guest has written so far (sessions call this
+        when a call ends, so that its output comes with its answer)."""
+        if self._poller is None:
+            self._poller = select.poll()
+            for fd in self.fds:
+                self._poller.register(fd, select.POLLIN)
+        ready = {fd for fd, _ev in self._poller.poll(0)}
+        for index, fd in enumerate(self.fds):
+            while fd in ready:
+                room = self.cap - self.result.output_bytes
+                try:
+                    data = os.read(fd, min(65536, room + 1))
+                except (BlockingIOError, OSError):
+                    break  # nothing more now, or closed
+                if not data or not self._deliver(index, data):
+                    break
 
 
-async def _watch_cpu(run: _Run, pid: int, limit: float, threads: int) -> None:
-    """Kill the guest when its CPU time (all threads) reaches ``limit``.
+async def _watch_cpu(run: Run, threads: int) -> None:
+    """Kill the guest when its CPU clock (all threads) reaches ``run.cpu_limit``.
 
-    Reads the guest's CPU clock directly.  It sleeps no longer than the
-    guest could take to reach the limit with every thread busy (and at most
-    50 ms), so the overshoot is bounded by one such interval.
+    It sleeps no longer than the guest could take to reach the limit with
+    every thread busy, so the overshoot is bounded by the last, shortest
+    sleep.  (The limit moves when a pooled guest's clock starts.)
     """
-    clock = ((~pid) << 3) | 2  # the process CPU clock of ``pid`` (CPUCLOCK_SCHED)
     while True:
-        try:
-            used = time.clock_gettime(clock)
-        except OSError:
-            return  # gone
-        left = limit - used
+        used = run.cpu_time()
+        left = run.cpu_limit - used
         if left <= 0:
             run.stop("cpu")
             return
-        await trio.sleep(min(0.05, max(0.002, left / threads)))
+        await trio.sleep(min(CPU_WATCH_MAX, max(CPU_WATCH_MIN, left / threads)))
 
 
-async def _read_channel(run: _Run, sock: trio.socket.SocketType) -> None:
-    """Messages from the guest's bootstrap (the guest's word, bounded)."""
-    reader = channel.Reader()
-    budget = CHANNEL_BUDGET
-    while True:
-        data = await sock.recv(65536)
-        if not data:
-            return
-        budget -= len(data)
-        try:
-            if budget < 0:
-                raise channel.ProtocolError("the guest sent too much on its channel")
-            messages = reader.feed(data)
-        except channel.ProtocolError as e:
-            log.info("guest channel: %s; no longer read", e)
-            return
-        for kind, fields in messages:
-            if kind == "exception" and run.result.exception is None:
-                try:
-                    run.result.exception = channel.exception_report(fields)
-                except channel.ProtocolError:
-                    continue
+def one_shot_message(run: Run, kind: str, fields: tuple[object, ...]) -> None:
+    """A run's only message: the bootstrap's report of an uncaught exception."""
+    if kind != "exception":
+        raise channel.ProtocolError(f"unexpected message {kind!r}")
+    run.record_exception(fields)
 
 
 async def _feed(stream: trio.lowlevel.FdStream, data: bytes | int) -> None:
@@ -281,10 +397,18 @@ async def run_guest(
     stdin: bytes | int | None = None,
     trace: Callable[[str], None] | None = None,
     audit: AuditSink | None = None,
+    on_message: MessageHandler = one_shot_message,
+    session: bool = False,
+    on_start: Callable[[Run], None] | None = None,
 ) -> Exit:
+    """Run ``program`` to its end under ``policy``; the guest's output goes
+    to the sinks.  A session (``embed/``) takes its guest's messages with
+    ``on_message`` and gets the Run, to send its own, from ``on_start``."""
     start = time.monotonic()
     result = Exit()
-    run = _Run(result, trio.current_time() + policy.timeout)
+    output = Output(result, policy.output, (stdout, stderr))
+    run = Run(result, trio.current_time() + policy.timeout, policy.cpu_time, output)
+    output.run = run
     vfs = Vfs()
     sp: kernel.Spawned | None = None
     streams: list[trio.lowlevel.FdStream] = []
@@ -313,21 +437,32 @@ async def run_guest(
         result.gc_max = plan.gc_max
         cgroups = Cgroups.create(plan.cgroup_memory, plan.cgroup_tasks)
         env = (*program.env, *plan.env)
+        chan: channel.GuestChannel | None = None
         if program.bootstrap:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            chan = channel.GuestChannel(
+                plan.channel_fd,
+                lambda kind, fields: on_message(run, kind, fields),
+                budget=None if session else channel.ONE_SHOT_BUDGET,
+            )
+            run.channel = chan
+            ours.close()  # the controller carries the channel itself, never by the socket
+            ours = None
         cfg = kernel.LaunchConfig(
             program=program.image.program,
             argv=program.argv,
             env=env,
-            filter=_filter(policy.network.enabled),
+            filter=_filter(policy.network.enabled, chan.fd if chan is not None else None),
             rlimits=plan.rlimits,
             drop_to=NOBODY if os.geteuid() == 0 else None,
         )
         sp = kernel.spawn(
             cfg,
             pipe_stdin=stdin is not None,
-            channel=theirs.fileno() if theirs is not None else None,
+            channel=(theirs.fileno(), plan.channel_fd) if theirs is not None else None,
         )
+        run.pid = sp.pid
+        output.fds = (sp.stdout_fd, sp.stderr_fd)
         if theirs is not None:
             theirs.close()  # the guest has it now
             theirs = None
@@ -343,9 +478,9 @@ async def run_guest(
         if sp.stdin_fd is not None:
             streams.append(trio.lowlevel.FdStream(sp.stdin_fd))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump_output, run, streams[:2], [stdout, stderr], policy.output)
-            if ours is not None:
-                nursery.start_soon(_read_channel, run, trio.socket.from_stdlib_socket(ours))
+            nursery.start_soon(output.pump, streams[:2])
+            if on_start is not None:
+                on_start(run)
             feeder = trio.CancelScope()
             if stdin is not None and len(streams) == 3:
                 nursery.start_soon(_run_in, feeder, _feed, streams[2], stdin)
@@ -368,6 +503,7 @@ async def run_guest(
                     memory_bytes=policy.memory,
                     trace=trace,
                     net=net,
+                    channel=chan,
                 )
                 net.socket_inodes = guest.socket_inodes
                 if net.enabled:
@@ -381,9 +517,7 @@ async def run_guest(
                 result.stats = guest.stats
                 await nursery.start(_background, background, guest)
                 nursery.start_soon(serve, guest, _HANDLERS, (sp.stdout_fd, sp.stderr_fd))
-                nursery.start_soon(
-                    _run_in, watcher, _watch_cpu, run, sp.pid, policy.cpu_time, policy.threads
-                )
+                nursery.start_soon(_run_in, watcher, _watch_cpu, run, policy.threads)
                 await trio.lowlevel.wait_readable(sp.pidfd)
             if run.scope.cancelled_caught:
                 if result.stopped is None:

@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # ~20 modules, each a dozen mediated system calls
 
 CONFIG_ENV = "SANDBOX_RUN_GUEST"
 CONFIG_VERSION = 1
-#: Descriptor of the channel to the controller (set up by the launcher).
-CHANNEL_FD = 3
+#: Descriptor of the channel to the controller (set up by the launcher; its
+#: number comes in the configuration).
+_channel = [-1]
 HERE = __file__.rpartition("/")[0] or "/"
 _stderr = sys.stderr  # tracebacks go here even if the script replaces sys.stderr
 
@@ -154,13 +155,16 @@ def _format(etype: type, value: BaseException, tb: "Optional[TracebackType]") ->
     return "".join(lines)
 
 
-def _failure(skip_files: List[str]) -> "Optional[Tuple[str, str, str]]":
-    """Print the exception being handled, with the bootstrap's and the
-    restricted machinery's frames trimmed; return (type, message, traceback)."""
+SKIP_FILES = (__file__, HERE + "/restricted/", HERE + "/session.py")
+
+
+def describe() -> "Tuple[str, str, str]":
+    """(type, message, traceback) of the exception being handled, the
+    traceback without the bootstrap's and the restricted machinery's frames."""
     etype, value, tb = sys.exc_info()
     if etype is None or value is None:
-        return None
-    skip = tuple(skip_files)
+        return ("SystemError", "no exception", "")
+    skip = SKIP_FILES
     tb = _trim(tb, skip)
     seen = set()
     chained: Any = value
@@ -169,13 +173,18 @@ def _failure(skip_files: List[str]) -> "Optional[Tuple[str, str, str]]":
         if chained is not value:
             chained.__traceback__ = _trim(chained.__traceback__, skip)
         chained = chained.__cause__ or chained.__context__
-    text = _format(etype, value, tb)
+    return _type_name(etype), _message(value), _format(etype, value, tb)
+
+
+def _failure() -> "Tuple[str, str, str]":
+    """Print the exception being handled (trimmed) and return describe()."""
+    failure = describe()
     try:
-        _stderr.write(text)
+        _stderr.write(failure[2])
         _stderr.flush()
     except BaseException:
         pass
-    return _type_name(etype), _message(value), text
+    return failure
 
 
 def _wire_str(text: str) -> bytes:
@@ -198,12 +207,16 @@ def report(kind: str, *fields: str) -> None:
     items = (kind,) + fields
     body = b"t" + bytes((len(items),)) + b"".join(_wire_str(f) for f in items)
     try:  # noqa: SIM105 - contextlib is not imported, to keep start-up lean
-        posix.write(CHANNEL_FD, len(body).to_bytes(4, "big") + body)
+        posix.write(_channel[0], len(body).to_bytes(4, "big") + body)
     except OSError:
         pass  # no channel (or it is gone): stderr still has the traceback
 
 
 def _apply_limits(config: Dict[str, Any]) -> None:
+    fd = config.get("channel_fd", -1)
+    if type(fd) is not int:
+        _fail("bad configuration: 'channel_fd' must be an int")
+    _channel[0] = fd
     limit = config.get("recursion_limit")
     if limit is not None:
         if type(limit) is not int or limit < 1:
@@ -223,8 +236,33 @@ def run_unrestricted(script: str, config: Dict[str, Any]) -> None:
         for name in prelude.__dict__.get("__all__", []):
             main.__dict__[name] = prelude.__dict__[name]
     sys.modules["__main__"] = main
+    session = _session(config, main.__dict__, _plain_compile) if config.get("session") else None
+    if session is not None:
+        for name in _str_list(config, "host_functions"):
+            main.__dict__[name] = session.plain_stub(name)
     code = compile(_read(script), script, "exec", dont_inherit=True)
     exec(code, main.__dict__)  # noqa: S102 -- running the script is the bootstrap's job
+    if session is not None:
+        session.make_stub = session.plain_stub
+        session.serve()
+
+
+def _plain_compile(source: str, filename: str, mode: str) -> Any:
+    return compile(source, filename, mode, dont_inherit=True)
+
+
+def _session(config: Dict[str, Any], namespace: Dict[str, Any], compile_source: Any) -> Any:
+    """The session server (guest/session.py), for a guest the host calls into."""
+    import session  # type: ignore[import-not-found]
+    from restricted.errors import HostCallError  # type: ignore[import-not-found]
+
+    # Trusted helpers, kept out of sys.modules: the script's own "session" or
+    # "wire" module must not find these.
+    for name in ("session", "wire"):
+        sys.modules.pop(name, None)
+    return session.Session(
+        _channel[0], namespace, compile_source, describe, HostCallError, make_stub=None
+    )
 
 
 def run_prelude(path: str) -> Any:
@@ -263,21 +301,33 @@ def run_restricted(script: str, config: Dict[str, Any]) -> None:
     main = env.new_module("__main__", script)
     sys.modules["__main__"] = main
     host_functions = _str_list(config, "host_functions")
-    if prelude is not None or host_functions:
+    serving = bool(config.get("session"))
+    if prelude is not None or host_functions or serving:
         from restricted import capabilities  # type: ignore[import-not-found, unused-ignore]
     if prelude is not None:
         for name in prelude.__dict__.get("__all__", []):
             if name not in prelude.__dict__:
                 _fail("prelude: __all__ names %r, which it does not define" % name)
             main.__dict__[name] = capabilities.grant(prelude.__dict__[name], name)
-    if host_functions:
-        channel = capabilities.Channel(None)  # the embedding work provides the transport
+    session = _session(config, main.__dict__, env.compile_source) if serving else None
+    if session is not None or host_functions:
+        # The stubs' channel reaches the session only through their
+        # closures, which the restricted mode refuses to untrusted code.
+        channel = capabilities.Channel(session.host_call if session is not None else None)
+
+        def make_stub(name: str, channel: Any = channel) -> Any:
+            return capabilities.host_function(name, channel)
+
+        if session is not None:
+            session.make_stub = make_stub
         for name in host_functions:
-            main.__dict__[name] = capabilities.host_function(name, channel)
-        del channel
+            main.__dict__[name] = make_stub(name)
+        del channel, make_stub
     del prelude
     code = env.compile_source(_read(script), script, "exec")
     exec(code, main.__dict__)  # noqa: S102 -- checked and rewritten by the restricted checker
+    if session is not None:
+        session.serve()
 
 
 def main() -> None:
@@ -297,9 +347,7 @@ def main() -> None:
     except SystemExit:
         raise
     except BaseException:
-        failure = _failure([__file__, HERE + "/restricted/"])
-        if failure is not None:
-            report("exception", *failure)
+        report("exception", *_failure())
         raise SystemExit(1) from None
 
 

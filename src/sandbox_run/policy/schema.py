@@ -140,6 +140,9 @@ LIMIT_KEYS = {
     "threads",
     "recursion_limit",
     "kill_on_refusal",
+    "call_timeout",
+    "call_cpu_time",
+    "end_on_call_deadline",
 }
 
 
@@ -224,6 +227,11 @@ class Policy:
     threads: int = DEFAULT_THREADS  # threads alive at once, the main one included
     recursion_limit: int = DEFAULT_RECURSION_LIMIT  # Python's, set before the script runs
     kill_on_refusal: bool = False  # end the guest at its first refused system call
+    #: sessions (Sandbox): each call's own wall-clock and CPU deadlines, seconds
+    call_timeout: float | None = None
+    call_cpu_time: float | None = None
+    #: sessions: a call past its deadline ends the session (default: only the call)
+    end_on_call_deadline: bool = False
     mounts: tuple[Mount, ...] = field(default=())
     #: limits of the private writable area (/sandbox and /tmp together)
     private: Quota = field(default_factory=Quota)
@@ -257,6 +265,16 @@ class Policy:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise PolicyError(f"{name}: expected a whole number from {lo} to {hi}, got {v!r}")
+        for key in ("call_timeout", "call_cpu_time"):
+            v = getattr(self, key)
+            if v is not None and (
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= MAX_TIMEOUT
+            ):
+                raise PolicyError(f"{key}: expected seconds, more than 0, or None; got {v!r}")
+        if not isinstance(self.end_on_call_deadline, bool):
+            raise PolicyError(
+                f"end_on_call_deadline: expected true or false, got {self.end_on_call_deadline!r}"
+            )
         if not isinstance(self.kill_on_refusal, bool):
             raise PolicyError(
                 f"kill_on_refusal: expected true or false, got {self.kill_on_refusal!r}"
@@ -320,7 +338,7 @@ class Policy:
         if not isinstance(limits, Mapping):
             raise PolicyError(f"{source}: [limits] must be a table")
         _only(limits, LIMIT_KEYS, f"{source}: [limits]")
-        for key in ("timeout", "cpu_time"):
+        for key in ("timeout", "cpu_time", "call_timeout", "call_cpu_time"):
             if key in limits:
                 kw[key] = parse_duration(limits[key], f"limits.{key}")
         for key in ("memory", "output"):
@@ -332,10 +350,11 @@ class Policy:
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise PolicyError(f"limits.{key}: expected a whole number, got {v!r}")
                 kw[key] = v
-        if "kill_on_refusal" in limits:
-            if not isinstance(limits["kill_on_refusal"], bool):
-                raise PolicyError("limits.kill_on_refusal: expected true or false")
-            kw["kill_on_refusal"] = limits["kill_on_refusal"]
+        for key in ("kill_on_refusal", "end_on_call_deadline"):
+            if key in limits:
+                if not isinstance(limits[key], bool):
+                    raise PolicyError(f"limits.{key}: expected true or false")
+                kw[key] = limits[key]
         private = data.get("private", {})
         if not isinstance(private, Mapping):
             raise PolicyError(f"{source}: [private] must be a table")
@@ -402,6 +421,12 @@ class Policy:
                 "threads": self.threads,
                 "recursion_limit": self.recursion_limit,
                 "kill_on_refusal": self.kill_on_refusal,
+                "end_on_call_deadline": self.end_on_call_deadline,
+            }
+            | {
+                key: format_duration(getattr(self, key))
+                for key in ("call_timeout", "call_cpu_time")
+                if getattr(self, key) is not None
             },
             "private": self.private.to_dict(),
             "mount": [_mount_dict(m) for m in self.mounts],

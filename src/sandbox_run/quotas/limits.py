@@ -38,6 +38,9 @@ class Enforcement:
     gc_max: int  # PYPY_GC_MAX, bytes
     cgroup_memory: int  # the cgroup's memory cap, bytes
     cgroup_tasks: int  # the cgroup's task limit
+    #: the number of the bootstrap's channel descriptor in the guest: its
+    #: RLIMIT_NOFILE, the first number the guest can never give a descriptor
+    channel_fd: int
 
     @property
     def env(self) -> tuple[tuple[str, str], ...]:
@@ -104,6 +107,7 @@ def plan(policy: Policy, *, largest_file: int, staged_bytes: int) -> Enforcement
         gc_max=heap_limit(policy.memory),
         cgroup_memory=policy.memory + staged_bytes,
         cgroup_tasks=policy.threads,
+        channel_fd=policy.open_files,
     )
 
 

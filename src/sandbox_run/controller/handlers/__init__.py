@@ -52,12 +52,13 @@ def handles_async(
 def handler_table() -> list[AnyHandler | None]:
     """Handlers indexed by syscall number.  Every ``handle`` entry must have one,
     and no handler may exist for a call the table does not hand over."""
-    from . import closing, files, identity, net, process, signals, system  # noqa: F401
+    from . import channel, closing, files, identity, net, process, signals, system  # noqa: F401
 
     table: list[AnyHandler | None] = [None] * (syscalls.MAX_NR + 1)
-    for e, with_net in zip(syscalls.TABLE, syscalls.NETWORK_TABLE, strict=True):
+    for entries in zip(*syscalls.variants(), strict=True):
+        e = entries[0]
         fn = _REGISTRY.get(e.name)
-        if syscalls.Kind.HANDLE in (e.kind, with_net.kind):
+        if any(v.handled for v in entries):
             if fn is None:
                 raise LookupError(f"syscall {e.name} is marked 'handle' but has no handler")
             table[e.nr] = fn
