@@ -12,6 +12,7 @@ with open("/tmp/notes.json", "w") as f:
 with open("/tmp/notes.json") as f:
     print("wrote and read /tmp:", json.load(f))
 try:
-    open("/etc/passwd")
+    with open("/etc/passwd") as f:
+        f.read()
 except OSError as e:
     print("host files are out of reach:", type(e).__name__)

@@ -26,8 +26,16 @@ _EXPORTS = {
     "run_exec_async": "api",
     "run_path": "api",
     "run_path_async": "api",
+    "BlockingSandbox": "embed.blocking",
+    "Capability": "embed.capabilities",
+    "Pool": "embed.pool",
+    "Sandbox": "embed.sandbox",
+    "CallDeadlineExceeded": "errors",
+    "CapabilityError": "errors",
+    "GuestError": "errors",
     "LaunchError": "errors",
     "PolicyError": "errors",
+    "SandboxClosed": "errors",
     "SandboxError": "errors",
     "AuditEvent": "net.audit",
     "NetworkPolicy": "net.config",
@@ -50,8 +58,16 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers (re-exported)
     from .api import run_exec_async as run_exec_async
     from .api import run_path as run_path
     from .api import run_path_async as run_path_async
+    from .embed.blocking import BlockingSandbox as BlockingSandbox
+    from .embed.capabilities import Capability as Capability
+    from .embed.pool import Pool as Pool
+    from .embed.sandbox import Sandbox as Sandbox
+    from .errors import CallDeadlineExceeded as CallDeadlineExceeded
+    from .errors import CapabilityError as CapabilityError
+    from .errors import GuestError as GuestError
     from .errors import LaunchError as LaunchError
     from .errors import PolicyError as PolicyError
+    from .errors import SandboxClosed as SandboxClosed
     from .errors import SandboxError as SandboxError
     from .net.audit import AuditEvent as AuditEvent
     from .net.config import NetworkPolicy as NetworkPolicy

@@ -87,6 +87,7 @@ class GuestChannel:
         self.on_message = on_message
         self.budget = budget
         self.broken: str | None = None  # why the guest's messages are no longer read
+        self.on_broken: Callable[[str], None] | None = None
         self._reader = Reader()
         self._outbox = bytearray()
         #: the guest's read waiting for a message: called with True to
@@ -132,4 +133,6 @@ class GuestChannel:
                 self.on_message(kind, fields)
         except ProtocolError as e:
             self.broken = str(e)
+            if self.on_broken is not None:
+                self.on_broken(self.broken)
             raise

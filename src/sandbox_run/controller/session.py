@@ -446,6 +446,11 @@ async def run_guest(
                 budget=None if session else channel.ONE_SHOT_BUDGET,
             )
             run.channel = chan
+            if session:
+                # A session cannot go on without its protocol: end it.
+                chan.on_broken = lambda why: run.stop("protocol")
+            else:
+                chan.on_broken = lambda why: log.info("guest channel: %s", why)
             ours.close()  # the controller carries the channel itself, never by the socket
             ours = None
         cfg = kernel.LaunchConfig(

@@ -57,7 +57,8 @@ class Capability:
 
 
 class Refusal(Exception):
-    """A guest's call that is not made; the message goes to the guest."""
+    """A guest's call that is not made, or failed; the message goes to the
+    guest, after the function's name."""
 
 
 @dataclass(slots=True)
@@ -102,14 +103,14 @@ class Grants:
     def _admit(self, name: str) -> _Grant:
         grant = self._grants.get(name)
         if grant is None:
-            raise Refusal(f"no host function {name!r} is granted")
+            raise Refusal("it is not granted")
         cap = grant.capability
         if grant.revoked:
             grant.refused += 1
-            raise Refusal(f"host function {name!r} was revoked")
+            raise Refusal("it was revoked")
         if cap.max_calls is not None and grant.calls >= cap.max_calls:
             grant.refused += 1
-            raise Refusal(f"host function {name!r}: its {cap.max_calls} calls are used up")
+            raise Refusal(f"its {cap.max_calls} calls are used up")
         if cap.rate is not None:
             now = time.monotonic()
             burst = max(1.0, cap.rate)
@@ -117,7 +118,7 @@ class Grants:
             grant.refilled = now
             if grant.tokens < 1.0:
                 grant.refused += 1
-                raise Refusal(f"host function {name!r}: more than {cap.rate:g} calls per second")
+                raise Refusal(f"more than {cap.rate:g} calls per second")
             grant.tokens -= 1.0
         grant.calls += 1
         return grant
@@ -141,9 +142,9 @@ class Grants:
                     value = await value
                 return value
         except trio.TooSlowError:
-            raise Refusal(f"host function {name!r} took longer than {timeout:g}s") from None
+            raise Refusal(f"it took longer than {timeout:g}s") from None
         except CapabilityError as e:
             raise Refusal(str(e)) from None
         except Exception:
             log.exception("host function %r failed", name)
-            raise Refusal(f"host function {name!r} failed") from None
+            raise Refusal("it failed on the host") from None

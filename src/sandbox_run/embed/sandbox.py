@@ -92,7 +92,7 @@ class Sandbox:
         self._prelude = prelude
         self._out = bytearray()
         self._err = bytearray()
-        self._sinks = (stdout or self._out.extend, stderr or self._err.extend)
+        self._sinks = (stdout, stderr)
         self._grace = interrupt_grace
         self._pooled = False
         self._ids = itertools.count(1)
@@ -153,8 +153,8 @@ class Sandbox:
             ex = await run_guest(
                 program,
                 self.policy,
-                stdout=self._sinks[0],
-                stderr=self._sinks[1],
+                stdout=lambda data: self._output(0, data),
+                stderr=lambda data: self._output(1, data),
                 on_message=self._on_message,
                 session=True,
                 on_start=self._started,
@@ -190,11 +190,7 @@ class Sandbox:
     def _on_message(self, run: Run, kind: str, fields: tuple[Any, ...]) -> None:
         """One message from the guest (its word: checked, and any breach of
         the protocol ends the session)."""
-        try:
-            self._dispatch(run, kind, fields)
-        except channel.ProtocolError:
-            run.stop("protocol")
-            raise
+        self._dispatch(run, kind, fields)  # a ProtocolError ends the session (run_guest)
 
     def _dispatch(self, run: Run, kind: str, fields: tuple[Any, ...]) -> None:
         if kind == "ready" and not fields:
@@ -237,7 +233,7 @@ class Sandbox:
                 wire.encode(value)
             except wire.WireError as e:
                 log.warning("host function %r returned %s", name, e)
-                reply = ("fail", call_id, f"host function {name!r} returned {e}")
+                reply = ("fail", call_id, f"its answer is not plain data ({e})")
         except Refusal as e:
             reply = ("fail", call_id, str(e))
         finally:
@@ -251,6 +247,23 @@ class Sandbox:
         if run is None or run.channel is None or self._closed.is_set():
             raise SandboxClosed(self.result)
         run.channel.send(data)
+
+    # --- pools -------------------------------------------------------------------------
+    async def _checkout(
+        self,
+        capabilities: Mapping[str, Capability | Callable[..., Any]],
+        stdout: OutputSink | None,
+        stderr: OutputSink | None,
+    ) -> None:
+        """Hand a pooled guest to its user: its grants, its sinks, its clocks."""
+        if self._closed.is_set() or self._run is None:
+            raise SandboxClosed(self.result)
+        self._sinks = (stdout, stderr)
+        for name, cap in capabilities.items():
+            self._grants.grant(name, cap)
+        if capabilities:
+            await self._send(wire.frame(("grant", list(capabilities))))
+        self._run.start_clock(self.policy.timeout, self.policy.cpu_time)
 
     # --- capabilities ----------------------------------------------------------------
     async def grant(self, name: str, capability: Capability | Callable[..., Any]) -> None:
@@ -267,6 +280,13 @@ class Sandbox:
         return self._grants.stats()
 
     # --- output ------------------------------------------------------------------------
+    def _output(self, index: int, data: bytes) -> None:
+        sink = self._sinks[index]
+        if sink is not None:
+            sink(data)
+        else:
+            (self._out, self._err)[index].extend(data)
+
     def take_output(self) -> tuple[bytes, bytes]:
         """The stdout and stderr written since the last take (when no sinks
         were given).  A call's output is all here when the call returns."""

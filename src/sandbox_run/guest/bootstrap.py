@@ -253,9 +253,14 @@ def _plain_compile(source: str, filename: str, mode: str) -> Any:
 
 def _session(config: Dict[str, Any], namespace: Dict[str, Any], compile_source: Any) -> Any:
     """The session server (guest/session.py), for a guest the host calls into."""
-    import session  # type: ignore[import-not-found]
-    from restricted.errors import HostCallError  # type: ignore[import-not-found]
-
+    saved = sys.path[:]
+    # The trusted helpers, and what they import, from read-only places only.
+    sys.path[:] = [HERE] + [p for p in saved if p.startswith("/usr/lib/")]
+    try:
+        import session  # type: ignore[import-not-found]
+        from restricted.errors import HostCallError  # type: ignore[import-not-found]
+    finally:
+        sys.path[:] = saved
     # Trusted helpers, kept out of sys.modules: the script's own "session" or
     # "wire" module must not find these.
     for name in ("session", "wire"):
