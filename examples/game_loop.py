@@ -95,15 +95,15 @@ class Game:
             self.coins.add((self.rng.randrange(SIZE), self.rng.randrange(SIZE)))
 
 
-def bot_source(i: int) -> tuple[str, str]:
+def bot_source(i: int, hostile_bots: bool = True) -> tuple[str, str]:
     hostile = list(HOSTILE)
-    if i % 10 == 9:  # one bot in ten misbehaves
+    if hostile_bots and i % 10 == 9:  # one bot in ten misbehaves
         kind = hostile[(i // 10) % len(hostile)]
         return kind, HOSTILE[kind]
     return ("greedy", GREEDY) if i % 2 else ("wanderer", WANDERER)
 
 
-async def play(bots: int, ticks: int, seed: int) -> dict[str, object]:
+async def play(bots: int, ticks: int, seed: int, hostile: bool = True) -> dict[str, object]:
     game = Game(bots, seed)
     policy = sandbox_run.Policy(memory=256 << 20, call_cpu_time=0.05, call_timeout=0.2)
     kinds: dict[int, str] = {}
@@ -112,7 +112,7 @@ async def play(bots: int, ticks: int, seed: int) -> dict[str, object]:
         sandboxes: dict[int, sandbox_run.Sandbox] = {}
         try:
             for i in range(bots):
-                kind, source = bot_source(i)
+                kind, source = bot_source(i, hostile)
                 kinds[i] = kind
                 look = Capability(game.look, rate=200)
                 sb = await pool.take(capabilities={"look": look})
@@ -121,6 +121,7 @@ async def play(bots: int, ticks: int, seed: int) -> dict[str, object]:
                     await sb.exec(source)
                 except GuestError as e:
                     game.trouble[i].append(f"load: {e.type}")
+            await pool.stop()  # every bot has its sandbox: no more guests to start
 
             async def turn(i: int, sb: sandbox_run.Sandbox) -> None:
                 try:

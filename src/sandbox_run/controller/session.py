@@ -8,9 +8,11 @@ normal exit, timeout, cancellation by the caller, or a controller error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
+import resource
 import select
 import signal
 import socket
@@ -51,11 +53,20 @@ Sink = Callable[[bytes], None]
 MessageHandler = Callable[["Run", str, tuple[object, ...]], None]
 #: The signal that interrupts a session's call (the bootstrap handles it).
 INTERRUPT_SIGNAL = signal.SIGUSR1
-#: How long serve_inline waits, after a call's answer, for the guest's next
-#: call (milliseconds).
-LINGER_MS = 1
 #: Bounds on how long the CPU watcher sleeps between readings.
 CPU_WATCH_MIN, CPU_WATCH_MAX = 0.002, 1.0
+
+
+@functools.cache
+def _raise_fd_limit() -> None:
+    """Let the controller hold the descriptors of many sandboxes (about 15
+    each): its soft RLIMIT_NOFILE (often 1024) goes up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _filter(network: bool, channel_fd: int | None) -> bytes:
@@ -226,8 +237,9 @@ class Run:
                 else:
                     return done()  # the guest is gone
         # Its next call is nearly always the read that waits for the next
-        # message: taken here, it costs the event loop no wake-up.
-        for fd, ev in poller.poll(LINGER_MS):
+        # message: if it is already there, taken here, it costs the event
+        # loop no wake-up (waiting for it would block the loop).
+        for fd, ev in poller.poll(0):
             if fd == guest.listener.fd and ev & select.POLLIN:
                 note = guest.listener.recv()
                 if note is not None:
@@ -404,6 +416,7 @@ async def run_guest(
     """Run ``program`` to its end under ``policy``; the guest's output goes
     to the sinks.  A session (``embed/``) takes its guest's messages with
     ``on_message`` and gets the Run, to send its own, from ``on_start``."""
+    _raise_fd_limit()
     start = time.monotonic()
     result = Exit()
     output = Output(result, policy.output, (stdout, stderr))

@@ -123,6 +123,34 @@ class Grants:
         grant.calls += 1
         return grant
 
+    def runs_inline(self, name: str) -> bool:
+        """Whether ``name`` is a plain function run on the event loop: its
+        call can be answered at once, without a task of its own."""
+        grant = self._grants.get(name) if type(name) is str else None
+        if grant is None:
+            return True  # refused at once
+        cap = grant.capability
+        return not cap.thread and not inspect.iscoroutinefunction(cap.fn)
+
+    def call_inline(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a ``runs_inline`` function now; Refusal says why it failed."""
+        if type(name) is not str:
+            raise Refusal("a host function's name is a string")
+        cap = self._admit(name).capability
+        try:
+            value = cap.fn(*args, **kwargs)
+        except CapabilityError as e:
+            raise Refusal(str(e)) from None
+        except Exception:
+            log.exception("host function %r failed", name)
+            raise Refusal("it failed on the host") from None
+        if inspect.isawaitable(value):
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()
+            raise Refusal("it returned an awaitable: declare it async")
+        return value
+
     async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run the guest's call of ``name``; Refusal says why it failed."""
         if type(name) is not str:

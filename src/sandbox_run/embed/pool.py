@@ -55,6 +55,7 @@ class Pool:
         self._stack: contextlib.AsyncExitStack | None = None
         self._failure: BaseException | None = None
         self._ready_count = 0
+        self._fillers = 0  # tasks starting guests
 
     async def __aenter__(self) -> Pool:
         self._stack = contextlib.AsyncExitStack()
@@ -77,10 +78,26 @@ class Pool:
             await self._stack.__aexit__(etype, value, tb)
 
     async def _shutdown(self) -> None:
-        self._send.close()
-        async for sb in self._receive:
-            await sb.aclose()
+        await self.stop()
         self._receive.close()
+
+    async def stop(self) -> None:
+        """Start no more guests, and close those waiting (the sandboxes
+        already handed out go on).  For a host that has taken all it needs:
+        the refill would only cost CPU."""
+        self._send.close()
+        while True:
+            try:
+                sb = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                if self._fillers == 0:
+                    return
+                await trio.sleep(0.01)  # a guest still booting: wait for it
+                continue
+            except trio.EndOfChannel:
+                return
+            self._ready_count -= 1
+            await sb.aclose()
 
     @property
     def ready(self) -> int:
@@ -92,6 +109,13 @@ class Pool:
         nursery = self._nursery
         if nursery is None:
             return
+        self._fillers += 1
+        try:
+            await self._fill_loop(nursery)
+        finally:
+            self._fillers -= 1
+
+    async def _fill_loop(self, nursery: trio.Nursery) -> None:
         while True:
             sb = Sandbox(self.policy, prelude=self._prelude)
             sb._pooled = True

@@ -215,8 +215,12 @@ class Sandbox:
                 raise channel.ProtocolError("a host call's arguments are a tuple and a dict")
             if run.guest is None:
                 raise channel.ProtocolError("a host call before the guest started")
-            run.guest.spawned += 1
-            run.guest.nursery.start_soon(self._host_call, call_id, name, args, kwargs)
+            if self._grants.runs_inline(name):
+                # Answered at once: the guest's next read finds the answer.
+                self._reply(call_id, name, lambda: self._grants.call_inline(name, args, kwargs))
+            else:
+                run.guest.spawned += 1
+                run.guest.nursery.start_soon(self._host_call, call_id, name, args, kwargs)
         elif kind == "exception":
             run.record_exception(fields)
         else:
@@ -227,19 +231,40 @@ class Sandbox:
     ) -> None:
         self._host_calls += 1
         try:
-            value = await self._grants.call(name, args, kwargs)
-            reply: tuple[Any, ...] = ("reply", call_id, value)
             try:
-                wire.encode(value)
-            except wire.WireError as e:
-                log.warning("host function %r returned %s", name, e)
-                reply = ("fail", call_id, f"its answer is not plain data ({e})")
-        except Refusal as e:
-            reply = ("fail", call_id, str(e))
+                value = await self._grants.call(name, args, kwargs)
+            except Refusal as e:
+                self._reply(call_id, name, None, refusal=str(e))
+                return
+            self._reply(call_id, name, lambda: value)
         finally:
             self._host_calls -= 1
-        with contextlib.suppress(SandboxError, OSError, trio.BrokenResourceError):
-            await self._send(wire.frame(reply))
+
+    def _reply(
+        self,
+        call_id: Any,
+        name: Any,
+        produce: Callable[[], Any] | None,
+        refusal: str | None = None,
+    ) -> None:
+        """Answer the guest's host call ``call_id`` with what ``produce`` returns."""
+        if refusal is None and produce is not None:
+            self._host_calls += 1  # a function run here may not call into its sandbox
+            try:
+                value = produce()
+                data = wire.frame(("reply", call_id, value))
+            except Refusal as e:
+                refusal = str(e)
+            except wire.WireError as e:
+                log.warning("host function %r returned %s", name, e)
+                refusal = f"its answer is not plain data ({e})"
+            finally:
+                self._host_calls -= 1
+        if refusal is not None:
+            data = wire.frame(("fail", call_id, refusal))
+        run = self._run
+        if run is not None and run.channel is not None and not self._closed.is_set():
+            run.channel.send(data)
 
     async def _send(self, data: bytes) -> None:
         """Queue one framed message for the guest."""
