@@ -153,7 +153,8 @@ LIMITS: dict[str, tuple[str, Policy, Outcome]] = {
     ),
     "refused call (kill_on_refusal)": (
         "os.write(2, b'%r\\n' % time.monotonic())\nos.fork()",
-        Policy(kill_on_refusal=True, timeout=30),
+        # Unrestricted: the restricted mode has no os.fork to make the call.
+        Policy(kill_on_refusal=True, timeout=30, restricted=False),
         Outcome.POLICY_VIOLATION,
     ),
 }
