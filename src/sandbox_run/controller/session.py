@@ -143,6 +143,29 @@ async def _handshake(sp: kernel.Spawned) -> kernel.Listener:
     return listener
 
 
+class _Placement:
+    """Moving the guest into its cgroups, in a thread: a move can wait
+    several milliseconds for an RCU grace period, which the guest's exec and
+    dynamic loading then overlap instead of following."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: OSError | None = None
+
+    async def attach(self, cgroups: Cgroups, pid: int) -> None:
+        try:
+            await trio.to_thread.run_sync(cgroups.attach, pid)
+        except OSError as e:
+            self.error = e
+        finally:
+            self.done.set()
+
+    async def wait(self) -> None:
+        await self.done.wait()
+        if self.error is not None:
+            raise LaunchError(f"could not place the guest in its cgroup: {self.error.strerror}")
+
+
 class Run:
     """One running guest as the rest of the controller sees it: why it
     stopped, the scope to cancel, its clocks, its output, and (for sessions,
@@ -484,19 +507,16 @@ async def run_guest(
         if theirs is not None:
             theirs.close()  # the guest has it now
             theirs = None
-        if cgroups is not None:
-            try:
-                cgroups.attach(sp.pid)  # before its exec: nothing untrusted ran yet
-            except OSError as e:
-                raise LaunchError(
-                    f"could not place the guest in its cgroup: {e.strerror}"
-                ) from None
         # The streams own the pipe descriptors from here on.
         streams = [trio.lowlevel.FdStream(sp.stdout_fd), trio.lowlevel.FdStream(sp.stderr_fd)]
         if sp.stdin_fd is not None:
             streams.append(trio.lowlevel.FdStream(sp.stdin_fd))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.pump, streams[:2])
+            placed: _Placement | None = None
+            if cgroups is not None:
+                placed = _Placement()
+                nursery.start_soon(placed.attach, cgroups, sp.pid)
             if on_start is not None:
                 on_start(run)
             feeder = trio.CancelScope()
@@ -511,6 +531,11 @@ async def run_guest(
             # was stopped still reaches the user.
             with run.scope:
                 listener = await _handshake(sp)
+                if placed is not None:
+                    # The exec and the dynamic loader ran meanwhile; no
+                    # notification is answered, so nothing untrusted runs,
+                    # before the guest is in its cgroups.
+                    await placed.wait()
                 net = NetState(policy.network, audit_sink=audit)
                 result.net = net
                 guest = Guest(
