@@ -25,7 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PYPY = "/usr/bin/pypy3"
-BOOTSTRAP = os.path.join(ROOT, "src", "sandbox_run", "guest", "bootstrap.py")
+BOOTSTRAP = os.path.join(ROOT, "src", "sandbox_run", "guest", "entry.py")
 WORKLOAD = os.path.join(HERE, "workloads", "cpu_bound.py")
 CONFIG_ENV = "SANDBOX_RUN_GUEST"
 

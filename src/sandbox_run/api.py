@@ -112,7 +112,7 @@ def python_program(
         raise PolicyError(f"script is larger than {MAX_SCRIPT >> 20} MiB")
     image = pypy_image(PYPY)
     script = f"/sandbox/{name}"
-    gargv = (PYPY, "-S", "-B", layout.BOOTSTRAP_VPATH, script, *argv)
+    gargv = (PYPY, "-S", "-B", layout.ENTRY_VPATH, script, *argv)
     prelude_file = _prelude_file(prelude)
     config = guest_config(
         policy,

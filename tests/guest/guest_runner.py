@@ -4,7 +4,7 @@ Every script runs in the real PyPy 3.9 (Debian's /usr/bin/pypy3) through the
 real bootstrap, in one of two ways (the ``runner`` fixture runs each test
 both ways):
 
-- ``pypy``: ``pypy3 -S -B bootstrap.py script.py`` with the configuration in
+- ``pypy``: ``pypy3 -S -B entry.py script.py`` with the configuration in
   ``SANDBOX_RUN_GUEST``, exactly as the sandbox starts it, minus the OS layer;
 - ``sandbox``: ``sandbox_run.run``, the whole thing.
 """
@@ -22,7 +22,7 @@ import sandbox_run
 from sandbox_run.api import GUEST_CONFIG_ENV, guest_config
 
 HERE = pathlib.Path(__file__).parent
-BOOTSTRAP = HERE.parents[1] / "src" / "sandbox_run" / "guest" / "bootstrap.py"
+BOOTSTRAP = HERE.parents[1] / "src" / "sandbox_run" / "guest" / "entry.py"
 PYPY = "/usr/bin/pypy3"
 PRELUDE = HERE / "blog_prelude.py"
 #: A secret only the prelude holds: no test output may ever contain it.

@@ -104,3 +104,18 @@ def test_exit_and_exit_status(runner: Runner) -> None:
     assert runner("exit(3)\n").status == 3
     assert runner("import sys\nsys.exit(4)\n").status == 4
     assert runner("raise SystemExit(5)\n").status == 5
+
+
+def test_scripts_own_bootstrap_module_is_not_shadowed(tmp_path: pathlib.Path) -> None:
+    # entry.py imports the trusted bootstrap as a module named "bootstrap";
+    # a script's module of that name must still be the one it imports.
+    (tmp_path / "bootstrap.py").write_text("MINE = 'the script dir'\n")
+    config = json.dumps({"restricted": False})
+    p = bootstrap(tmp_path, "import bootstrap\nprint(bootstrap.MINE)\n1/0\n", config)
+    assert p.stdout == "the script dir\n"
+    assert p.returncode == 1
+    # The traceback starts at the script: neither entry.py nor the bootstrap.
+    assert p.stderr.splitlines()[:2] == [
+        "Traceback (most recent call last):",
+        f'  File "{tmp_path / "main.py"}", line 3, in <module>',
+    ]

@@ -3,9 +3,10 @@
 Runs inside PyPy (Python 3.9) with ``-S``; never imports controller code.
 It imports as little as it can: each module costs the guest a dozen mediated
 system calls (stat, open, fstat) before the user's script even starts.
-Usage (set up by the controller)::
+Usage (set up by the controller; entry.py imports this module, so that it
+loads from its .pyc)::
 
-    SANDBOX_RUN_GUEST='{...}' pypy3 -S -B /usr/lib/sandbox-run/bootstrap.py SCRIPT [ARGS...]
+    SANDBOX_RUN_GUEST='{...}' pypy3 -S -B /usr/lib/sandbox-run/entry.py SCRIPT [ARGS...]
 
 The controller's configuration arrives as one JSON object in the environment
 variable ``SANDBOX_RUN_GUEST`` (schema in docs/restricted-mode.md).  The
@@ -155,7 +156,7 @@ def _format(etype: type, value: BaseException, tb: "Optional[TracebackType]") ->
     return "".join(lines)
 
 
-SKIP_FILES = (__file__, HERE + "/restricted/", HERE + "/session.py")
+SKIP_FILES = (__file__, HERE + "/entry.py", HERE + "/restricted/", HERE + "/session.py")
 
 
 def describe() -> "Tuple[str, str, str]":
@@ -339,6 +340,9 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("bootstrap: no script given\n")
         raise SystemExit(2)
+    # Imported by entry.py: the script's own module "bootstrap" must not
+    # find this one.
+    sys.modules.pop("bootstrap", None)
     config = take_config()
     _apply_limits(config)
     script = sys.argv[1]

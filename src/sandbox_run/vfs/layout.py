@@ -43,7 +43,7 @@ from .tree import Loc, Vfs
 GUEST_PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"
 )
-BOOTSTRAP_VPATH = "/usr/lib/sandbox-run/bootstrap.py"
+ENTRY_VPATH = "/usr/lib/sandbox-run/entry.py"
 PRELUDE_VDIR = "/usr/lib/sandbox-run-prelude"
 SANDBOX_DIR = b"/sandbox"
 DEVICES = {"null": True, "zero": True, "full": True, "random": False, "urandom": False}
@@ -113,9 +113,7 @@ def build(
     for name, writable in DEVICES.items():
         vfs.add_file(b"/dev/" + name.encode(), host_path=f"/dev/{name}", writable=writable)
     if bootstrap:
-        vfs.add_mount(
-            os.fsencode(os.path.dirname(BOOTSTRAP_VPATH)), GUEST_PACKAGE_DIR, writable=False
-        )
+        vfs.add_mount(os.fsencode(os.path.dirname(ENTRY_VPATH)), GUEST_PACKAGE_DIR, writable=False)
     for file_vpath, host_path in files:  # read-only host files (the prelude)
         vfs.add_file(os.fsencode(file_vpath), host_path=host_path)
     made: list[areas.Area] = []
