@@ -133,7 +133,7 @@ def main() -> None:
         if args.only != "startup":
             bench_cli(max(5, args.rounds // 2), m["sandbox"])
     if args.only in (None, "cpu"):
-        bench_cpu(max(3, args.rounds // 6), args.scale)
+        bench_cpu(max(5, args.rounds // 4), args.scale)
 
 
 if __name__ == "__main__":
