@@ -10,7 +10,9 @@ ratio (target: restricted at least 0.9x as fast).
 
     .venv/bin/python scripts/bench_restricted.py [--rounds N] [--scale S]
 
-Also prints the start-up cost: ``pass`` through the bootstrap, both ways.
+Also prints the start-up cost: ``pass`` through the bootstrap, both ways,
+without a sandbox and in one (``sandbox_run.run("pass")``, with the number
+of mediated calls each way).
 """
 
 from __future__ import annotations
@@ -80,6 +82,34 @@ def main() -> None:
     print(
         f"start-up ('pass')   unrestricted {s_plain:.1f} ms   restricted {s_rest:.1f} ms   "
         f"(+{s_rest - s_plain:.1f} ms)"
+    )
+    bench_sandboxed_startup(args.rounds * 3)
+
+
+def bench_sandboxed_startup(rounds: int) -> None:
+    import sandbox_run
+
+    calls = {}
+    for restricted in (False, True):
+        lines: list[str] = []
+        sandbox_run.run(
+            "pass", policy=sandbox_run.Policy(restricted=restricted), trace=lines.append
+        )
+        calls[restricted] = len(lines)
+    start: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for restricted in (False, True):
+            policy = sandbox_run.Policy(restricted=restricted)
+            t = time.perf_counter()
+            result = sandbox_run.run("pass", policy=policy)
+            start[restricted].append(time.perf_counter() - t)
+            if not result.ok:
+                raise SystemExit(f"sandboxed run failed: {result.reason}")
+    s_plain = statistics.median(start[False]) * 1e3
+    s_rest = statistics.median(start[True]) * 1e3
+    print(
+        f"in the sandbox      unrestricted {s_plain:.1f} ms   restricted {s_rest:.1f} ms   "
+        f"(+{s_rest - s_plain:.1f} ms; {calls[False]} against {calls[True]} mediated calls)"
     )
 
 
