@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -62,3 +63,41 @@ def test_pypy_image_includes_its_libraries_and_stdlib() -> None:
 def test_garbage_is_rejected(data: bytes) -> None:
     with pytest.raises(elf.ElfError):
         elf.dynamic_info(data)
+
+
+def test_reading_on_demand_gives_what_reading_the_whole_file_gives() -> None:
+    image = system.pypy_image(PYPY)
+    checked = 0
+    for path in (os.path.realpath(PYPY), *image.files):
+        whole = pathlib.Path(path).read_bytes()
+        if not elf.is_elf(whole):
+            continue
+        with elf.opened(path) as view:
+            assert len(view) == len(whole)
+            assert view[:64] == whole[:64] and view[4] == whole[4]
+            assert elf.dynamic_info(view) == elf.dynamic_info(whole), path
+            assert elf.interpreter(view) == elf.interpreter(whole), path
+        checked += 1
+    assert checked >= 10
+
+
+def test_truncated_file_read_on_demand_is_an_elf_error(tmp_path: pathlib.Path) -> None:
+    whole = pathlib.Path(os.path.realpath(PYPY)).read_bytes()
+    cut = tmp_path / "cut"
+    cut.write_bytes(whole[:80])  # the header, but not the program headers
+    with elf.opened(str(cut)) as view, pytest.raises(elf.ElfError):
+        elf.dynamic_info(view)
+
+
+_PYPY_HEAD = pathlib.Path(os.path.realpath(PYPY)).read_bytes()[:4096]
+
+
+@given(st.integers(0, 4095), st.binary(min_size=1, max_size=16))
+def test_corrupted_headers_give_elf_errors_only(offset: int, patch: bytes) -> None:
+    # A damaged file is skipped by the library search: the parsers may only
+    # answer or raise ElfError, never crash with another exception.
+    data = _PYPY_HEAD[:offset] + patch + _PYPY_HEAD[offset + len(patch) :]
+    with contextlib.suppress(elf.ElfError):
+        elf.dynamic_info(data)
+    with contextlib.suppress(elf.ElfError):
+        elf.interpreter(data)

@@ -1,16 +1,20 @@
 """Read the dynamic-linking facts of ELF files, and write a loader cache.
 
-Pure parsing of bytes.  Used to find the shared libraries a guest program
-needs (so exactly those become visible), and to give the guest a small
+Parsing of bytes, from memory or read on demand from a file.  Used to find
+the shared libraries a guest program needs (so exactly those become
+visible), and to give the guest a small
 ``/etc/ld.so.cache`` listing only them, which spares the dynamic loader dozens
 of failing path probes per library.
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import overload
 
 _PT_LOAD = 1
 _PT_DYNAMIC = 2
@@ -32,80 +36,102 @@ class DynamicInfo:
     runpath: tuple[str, ...]
 
 
-def is_elf(data: bytes) -> bool:
+class FileView:
+    """A file's bytes, read on demand with ``pread``: the parsers below touch
+    a few small regions, and the dynamic section of a large library
+    (libpypy: 40 MB) sits near its end, so reading a prefix would read
+    nearly all of it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, key: int) -> int: ...
+    @overload
+    def __getitem__(self, key: slice) -> bytes: ...
+    def __getitem__(self, key: int | slice) -> int | bytes:
+        if isinstance(key, int):
+            data = os.pread(self.fd, 1, key) if 0 <= key < self.size else b""
+            if not data:
+                raise IndexError(key)
+            return data[0]
+        begin, stop, step = key.indices(self.size)
+        if step != 1:
+            raise ValueError("only contiguous slices")
+        return os.pread(self.fd, max(0, stop - begin), begin) if stop > begin else b""
+
+    def find(self, sub: bytes, start: int) -> int:
+        """First ``sub`` (one byte) at or after ``start``, or -1."""
+        pos = start
+        while pos < self.size:
+            chunk = self[pos : pos + 256]
+            i = chunk.find(sub)
+            if i >= 0:
+                return pos + i
+            pos += len(chunk)
+        return -1
+
+
+#: What the parsers read: a whole file in memory, or a FileView.
+Data = bytes | FileView
+
+
+@contextmanager
+def opened(path: str) -> Iterator[FileView]:
+    """A FileView of ``path`` for the parsers, closed afterwards."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield FileView(fd)
+    finally:
+        os.close(fd)
+
+
+def _unpack(fmt: str, data: Data, offset: int) -> tuple[int, ...]:
+    size = struct.calcsize(fmt)
+    chunk = data[offset : offset + size]
+    if len(chunk) != size:
+        raise ElfError("truncated file")
+    return struct.unpack(fmt, chunk)
+
+
+def is_elf(data: Data) -> bool:
     return data[:4] == b"\x7fELF"
 
 
-def read_headers(path: str, limit: int = 64 << 20) -> bytes:
-    """The prefix of an ELF file that ``dynamic_info`` and ``interpreter`` need:
-    program headers, the dynamic section and the dynamic string table (which
-    normally sit near the start), instead of the whole file."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-        if not is_elf(head) or len(head) < 64:
-            return head
-        (phoff,) = struct.unpack_from("<Q", head, 32)
-        phentsize, phnum = struct.unpack_from("<HH", head, 54)
-        need = phoff + phentsize * phnum
-        if need > len(head):
-            f.seek(0)
-            head = f.read(min(need, limit))
-        loads: list[tuple[int, int, int]] = []
-        dyn: tuple[int, int] | None = None
-        for i in range(phnum):
-            off = phoff + i * phentsize
-            if off + 56 > len(head):
-                break
-            p_type, _fl, p_offset, p_vaddr, _p, p_filesz = struct.unpack_from("<IIQQQQ", head, off)
-            if p_type == _PT_LOAD:
-                loads.append((p_vaddr, p_offset, p_filesz))
-            elif p_type == _PT_DYNAMIC:
-                dyn = (p_offset, p_filesz)
-            if p_type in (_PT_DYNAMIC, 3):  # PT_INTERP
-                need = max(need, p_offset + p_filesz)
-        f.seek(0)
-        data = f.read(min(need, limit))
-        if dyn is None:
-            return data
-        strtab = strsz = 0
-        for off in range(dyn[0], min(dyn[0] + dyn[1], len(data) - 15), 16):
-            tag, val = struct.unpack_from("<qQ", data, off)
-            if tag == 0:
-                break
-            if tag == _DT_STRTAB:
-                strtab = val
-            elif tag == _DT_STRSZ:
-                strsz = val
-        for v, o, sz in loads:
-            if v <= strtab < v + sz:
-                end = strtab - v + o + strsz
-                if end > len(data):
-                    f.seek(0)
-                    data = f.read(min(end, limit))
-                break
-        return data
+def _program_headers(data: Data) -> list[tuple[int, int, int, int]]:
+    """(type, offset, vaddr, filesz) of each program header."""
+    (phoff,) = _unpack("<Q", data, 32)
+    phentsize, phnum = _unpack("<HH", data, 54)
+    if phentsize < 56 and phnum:
+        raise ElfError("bad program header size")
+    table = data[phoff : phoff + phentsize * phnum]
+    if len(table) != phentsize * phnum:
+        raise ElfError("truncated program headers")
+    out = []
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", table, i * phentsize
+        )
+        out.append((p_type, p_offset, p_vaddr, p_filesz))
+    return out
 
 
-def dynamic_info(data: bytes) -> DynamicInfo:
+def dynamic_info(data: Data) -> DynamicInfo:
     """DT_NEEDED and DT_RUNPATH/DT_RPATH of a 64-bit little-endian x86-64 ELF file."""
     if not is_elf(data) or len(data) < 64:
         raise ElfError("not an ELF file")
     if data[4] != 2 or data[5] != 1:
         raise ElfError("only 64-bit little-endian ELF files are supported")
-    (machine,) = struct.unpack_from("<H", data, 18)
+    (machine,) = _unpack("<H", data, 18)
     if machine != _EM_X86_64:
         raise ElfError("not an x86-64 ELF file")
-    (phoff,) = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
     loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
     dyn: tuple[int, int] | None = None
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        if off + 56 > len(data):
-            raise ElfError("truncated program headers")
-        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, off
-        )
+    for p_type, p_offset, p_vaddr, p_filesz in _program_headers(data):
         if p_type == _PT_LOAD:
             loads.append((p_vaddr, p_offset, p_filesz))
         elif p_type == _PT_DYNAMIC:
@@ -121,8 +147,9 @@ def dynamic_info(data: bytes) -> DynamicInfo:
 
     entries: list[tuple[int, int]] = []
     start, size = dyn
-    for off in range(start, min(start + size, len(data) - 15), 16):
-        tag, val = struct.unpack_from("<qQ", data, off)
+    section = data[start : start + min(size, 1 << 20)]
+    for off in range(0, len(section) - 15, 16):
+        tag, val = struct.unpack_from("<qQ", section, off)
         if tag == 0:
             break
         entries.append((tag, val))
@@ -145,17 +172,17 @@ def dynamic_info(data: bytes) -> DynamicInfo:
     return DynamicInfo(needed, tuple(runpath))
 
 
-def interpreter(data: bytes) -> str | None:
+def interpreter(data: Data) -> str | None:
     """The PT_INTERP path (the dynamic loader), if any."""
-    if not is_elf(data):
+    if not is_elf(data) or len(data) < 64:
         return None
-    (phoff,) = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        p_type, _f, p_offset, _v, _p, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
+    for p_type, p_offset, _vaddr, p_filesz in _program_headers(data):
         if p_type == 3:  # PT_INTERP
-            return data[p_offset : p_offset + p_filesz].rstrip(b"\0").decode()
+            return (
+                data[p_offset : p_offset + min(p_filesz, 4096)]
+                .rstrip(b"\0")
+                .decode("utf-8", "surrogateescape")
+            )
     return None
 
 

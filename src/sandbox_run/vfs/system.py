@@ -74,7 +74,8 @@ def library_closure(roots: list[str]) -> dict[str, str]:
             continue
         seen.add(real)
         try:
-            info = elf.dynamic_info(elf.read_headers(real))
+            with elf.opened(real) as data:
+                info = elf.dynamic_info(data)
         except (OSError, elf.ElfError):
             continue
         origin = os.path.dirname(path)
@@ -105,8 +106,9 @@ def image_for(
     libs = library_closure(roots)
     files = [program] if expose_program else []
     try:
-        interp = elf.interpreter(elf.read_headers(os.path.realpath(program)))
-    except OSError:
+        with elf.opened(os.path.realpath(program)) as data:
+            interp = elf.interpreter(data)
+    except (OSError, elf.ElfError):
         interp = None
     if interp:
         files.append(interp)
