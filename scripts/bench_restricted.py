@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PYPY = "/usr/bin/pypy3"
-BOOTSTRAP = os.path.join(ROOT, "src", "sandbox_run", "guest", "entry.py")
+ENTRY = os.path.join(ROOT, "src", "sandbox_run", "guest", "entry.py")
 WORKLOAD = os.path.join(HERE, "workloads", "cpu_bound.py")
 CONFIG_ENV = "SANDBOX_RUN_GUEST"
 
@@ -35,7 +35,7 @@ CONFIG_ENV = "SANDBOX_RUN_GUEST"
 def run(restricted: bool, script: str, *args: str) -> str:
     env = dict(os.environ)
     env[CONFIG_ENV] = json.dumps({"version": 1, "restricted": restricted})
-    cmd = [PYPY, "-S", "-B", BOOTSTRAP, script, *args]
+    cmd = [PYPY, "-S", "-B", ENTRY, script, *args]
     return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
 
 

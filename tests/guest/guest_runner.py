@@ -22,7 +22,7 @@ import sandbox_run
 from sandbox_run.api import GUEST_CONFIG_ENV, guest_config
 
 HERE = pathlib.Path(__file__).parent
-BOOTSTRAP = HERE.parents[1] / "src" / "sandbox_run" / "guest" / "entry.py"
+ENTRY = HERE.parents[1] / "src" / "sandbox_run" / "guest" / "entry.py"
 PYPY = "/usr/bin/pypy3"
 PRELUDE = HERE / "blog_prelude.py"
 #: A secret only the prelude holds: no test output may ever contain it.
@@ -67,7 +67,7 @@ def run_pypy(
     )
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", GUEST_CONFIG_ENV: json.dumps(config)}
     p = subprocess.run(
-        [PYPY, "-S", "-B", str(BOOTSTRAP), str(script)],
+        [PYPY, "-S", "-B", str(ENTRY), str(script)],
         input=stdin or b"",
         capture_output=True,
         cwd=tmp,

@@ -6,7 +6,7 @@ import json
 import pathlib
 import subprocess
 
-from guest_runner import BOOTSTRAP, PRELUDE, PYPY, Runner
+from guest_runner import ENTRY, PRELUDE, PYPY, Runner
 
 import sandbox_run
 
@@ -18,7 +18,7 @@ def bootstrap(tmp: pathlib.Path, code: str, config: str | None) -> subprocess.Co
     if config is not None:
         env["SANDBOX_RUN_GUEST"] = config
     return subprocess.run(
-        [PYPY, "-S", "-B", str(BOOTSTRAP), str(script)],
+        [PYPY, "-S", "-B", str(ENTRY), str(script)],
         capture_output=True,
         text=True,
         env=env,
