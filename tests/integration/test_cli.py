@@ -145,6 +145,18 @@ def test_exec_runs_a_native_program(compile_c: Callable[..., str]) -> None:
     assert p.returncode == 3
 
 
+def test_launch_failure_is_one_line_with_status_119(tmp_path: pathlib.Path) -> None:
+    prog = tmp_path / "garbage"
+    prog.write_bytes(b"\x00\x01 not a program")
+    prog.chmod(0o755)
+    p = cli("--exec", str(prog))
+    assert p.returncode == 119
+    assert p.stderr == (
+        b"sandbox-run: error: launching the guest failed while executing the guest "
+        b"program: Exec format error\n"
+    )
+
+
 def test_version() -> None:
     p = cli("--version")
     assert p.returncode == 0 and p.stdout.startswith(b"sandbox-run ")

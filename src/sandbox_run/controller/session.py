@@ -594,9 +594,13 @@ async def run_guest(
             result.launch_error = f"internal error in the controller: {e}"
         else:
             result.launch_error = f"could not start the guest: {e.strerror or e}"
-    except Exception as e:  # a controller bug: end this sandbox, not the host program
-        log.exception("sandbox failed")
-        result.launch_error = f"internal error in the controller: {type(e).__name__}: {e}"
+    except Exception as e:
+        launch = _sole_launch_error(e)
+        if launch is not None:  # raised in the run's nursery, which wrapped it
+            result.launch_error = str(launch)
+        else:  # a controller bug: end this sandbox, not the host program
+            log.exception("sandbox failed")
+            result.launch_error = f"internal error in the controller: {type(e).__name__}: {e}"
     finally:
         with trio.CancelScope(shield=True):
             if sp is not None and not reaped:
@@ -629,6 +633,14 @@ async def run_guest(
                 _release(sp, guest, vfs)
         result.wall_time = time.monotonic() - start
     return result
+
+
+def _sole_launch_error(e: BaseException) -> LaunchError | None:
+    """The LaunchError inside ``e``, if ``e`` is one, alone, in the exception
+    groups a trio nursery wraps what its body raises in."""
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return e if isinstance(e, LaunchError) else None
 
 
 def _decode_status(status: int, result: Exit) -> None:
