@@ -135,30 +135,26 @@ class Listener:
         Atomic (ADDFD_FLAG_SEND): either the guest gets the descriptor as the
         result of its call, or nothing is installed.  None if the call vanished.
         """
-        buf = bytearray(
-            _ADDFD.pack(nid, ADDFD_FLAG_SEND, host_fd, 0, os.O_CLOEXEC if cloexec else 0)
-        )
+        return self._add_fd(nid, ADDFD_FLAG_SEND, host_fd, 0, cloexec)
+
+    def install_fd(self, nid: int, host_fd: int, guest_fd: int, cloexec: bool) -> bool:
+        """Put ``host_fd`` in the guest at number ``guest_fd``, replacing what is
+        there (as dup2 would), without answering the call.  False if it vanished.
+        """
+        return self._add_fd(nid, ADDFD_FLAG_SETFD, host_fd, guest_fd, cloexec) is not None
+
+    def _add_fd(
+        self, nid: int, flags: int, host_fd: int, guest_fd: int, cloexec: bool
+    ) -> int | None:
+        """SECCOMP_IOCTL_NOTIF_ADDFD: the descriptor's number in the guest, or
+        None if the call vanished."""
+        buf = bytearray(_ADDFD.pack(nid, flags, host_fd, guest_fd, os.O_CLOEXEC if cloexec else 0))
         try:
             return int(fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf))
         except OSError as e:
             if e.errno == errno.ENOENT:
                 return None
             raise
-
-    def install_fd(self, nid: int, host_fd: int, guest_fd: int, cloexec: bool) -> bool:
-        """Put ``host_fd`` in the guest at number ``guest_fd``, replacing what is
-        there (as dup2 would), without answering the call.  False if it vanished.
-        """
-        buf = bytearray(
-            _ADDFD.pack(nid, ADDFD_FLAG_SETFD, host_fd, guest_fd, os.O_CLOEXEC if cloexec else 0)
-        )
-        try:
-            fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, buf)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                return False
-            raise
-        return True
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -358,7 +358,3 @@ def main() -> None:
     except BaseException:
         report("exception", *_failure())
         raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -2,9 +2,9 @@
 
 Parsing of bytes, from memory or read on demand from a file.  Used to find
 the shared libraries a guest program needs (so exactly those become
-visible), and to give the guest a small
-``/etc/ld.so.cache`` listing only them, which spares the dynamic loader dozens
-of failing path probes per library.
+visible), and to give the guest a small ``/etc/ld.so.cache`` listing only
+them, which spares the dynamic loader dozens of failing path probes per
+library.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ _PT_LOAD = 1
 _PT_DYNAMIC = 2
 _DT_NEEDED = 1
 _DT_STRTAB = 5
-_DT_STRSZ = 10
 _DT_RPATH = 15
 _DT_RUNPATH = 29
 _EM_X86_64 = 62
